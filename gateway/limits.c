@@ -1,0 +1,1 @@
+/* limits.c: not written yet */

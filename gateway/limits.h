@@ -1,0 +1,1 @@
+/* limits.h: not written yet */

@@ -1,0 +1,1 @@
+/* master.c: not written yet */

@@ -1,0 +1,1 @@
+/* proxy-proto.c: not written yet */

@@ -1,0 +1,1 @@
+/* server-config.c: not written yet */

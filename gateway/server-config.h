@@ -1,0 +1,1 @@
+/* server-config.h: not written yet */

@@ -1,0 +1,1 @@
+/* smtp-cmd-auth.c: not written yet */

@@ -1,0 +1,1 @@
+/* smtp-cmd-bdat.c: not written yet */

@@ -1,0 +1,1 @@
+/* smtp-cmd-data.c: not written yet */

@@ -1,0 +1,1 @@
+/* smtp-cmd-helo.c: not written yet */

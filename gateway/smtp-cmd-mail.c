@@ -1,0 +1,1 @@
+/* smtp-cmd-mail.c: not written yet */

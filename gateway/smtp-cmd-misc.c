@@ -1,0 +1,1 @@
+/* smtp-cmd-misc.c: not written yet */

@@ -1,0 +1,1 @@
+/* smtp-cmd-rcpt.c: not written yet */

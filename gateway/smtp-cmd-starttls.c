@@ -1,0 +1,1 @@
+/* smtp-cmd-starttls.c: not written yet */

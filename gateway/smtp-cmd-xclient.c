@@ -1,0 +1,1 @@
+/* smtp-cmd-xclient.c: not written yet */

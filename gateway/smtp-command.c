@@ -1,0 +1,1 @@
+/* smtp-command.c: not written yet */

@@ -1,0 +1,1 @@
+/* smtp-command.h: not written yet */

@@ -1,0 +1,1 @@
+/* smtp-data.c: not written yet */

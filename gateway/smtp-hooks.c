@@ -1,0 +1,1 @@
+/* smtp-hooks.c: not written yet */

@@ -1,0 +1,1 @@
+/* smtp-hooks.h: not written yet */

@@ -1,0 +1,1 @@
+/* smtp-params.c: not written yet */

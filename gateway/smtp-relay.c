@@ -1,0 +1,1 @@
+/* smtp-relay.c: not written yet */

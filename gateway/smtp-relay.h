@@ -1,0 +1,1 @@
+/* smtp-relay.h: not written yet */

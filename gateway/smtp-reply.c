@@ -1,0 +1,1 @@
+/* smtp-reply.c: not written yet */

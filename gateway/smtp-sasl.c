@@ -1,0 +1,1 @@
+/* smtp-sasl.c: not written yet */

@@ -1,0 +1,1 @@
+/* smtp-session-private.h: not written yet */

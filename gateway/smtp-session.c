@@ -1,0 +1,1 @@
+/* smtp-session.c: not written yet */

@@ -1,0 +1,1 @@
+/* smtp-session.h: not written yet */

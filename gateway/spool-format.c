@@ -1,0 +1,1 @@
+/* spool-format.c: not written yet */

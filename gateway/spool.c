@@ -1,0 +1,1 @@
+/* spool.c: not written yet */

@@ -1,0 +1,83 @@
+/*
+ * spool — the durable queue writer: a 250 after DATA is a promise.
+ *
+ * Directory layout under the configured spool_dir:
+ *   tmp/     messages being received (temp names); never acknowledged
+ *   queue/   committed messages, one file per queue id, for the queue manager
+ *   corrupt/ files moved aside by the recovery scan or the queue manager
+ * A message is written to tmp/, its header patched, fsync'd, renamed into
+ * queue/, and queue/ fsync'd; only then does the commit callback tell the
+ * session to answer 250. Commits run on a dedicated thread that takes every
+ * pending commit at once (group commit: fsync each file, rename each, then one
+ * fsync of queue/ covers them all), so the event loop never blocks on disk.
+ *
+ * Owned by one worker process (one struct spool per event_base). Trusts its
+ * caller for queue ids (from spool_new_queue_id) and envelope contents.
+ */
+#ifndef POSTERN_SPOOL_H
+#define POSTERN_SPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gateway/spool-format.h"
+
+struct event_base;
+struct evbuffer;
+struct spool;
+struct spool_msg;
+
+/* Creates the subdirectories if needed. Returns 0 and *spool_r, or -1 with a
+ * message in error. */
+int spool_open(const char *dir, struct event_base *base, struct spool **spool_r, char *error,
+               size_t errsize);
+/* Waits for commits in flight (their callbacks still run), then frees. */
+void spool_close(struct spool **spool);
+
+/* A new unique queue id (hex time + pid + counter, at most 20 characters)
+ * into buf (size >= SPOOL_QUEUE_ID_MAX + 1). Unique across processes. */
+void spool_new_queue_id(struct spool *spool, char *buf, size_t size);
+
+/* True when the spool's file system has at least min_free bytes for
+ * unprivileged use (statvfs). Used at MAIL to answer 452 4.3.1 early. */
+int spool_has_space(struct spool *spool, uint64_t min_free);
+
+/* Creates tmp/<queue_id> (O_EXCL) and reserves the header. NULL with errno
+ * set on failure (ENOSPC, EIO, ...). */
+struct spool_msg *spool_msg_begin(struct spool *spool, const char *queue_id);
+
+/* Appends content. Returns 0, or -1 with errno; a failure is sticky (later
+ * writes and the commit fail with the same errno). */
+int spool_msg_write(struct spool_msg *msg, const void *data, size_t len);
+/* Appends and drains the whole evbuffer. */
+int spool_msg_write_evbuffer(struct spool_msg *msg, struct evbuffer *buf);
+
+uint64_t spool_msg_size(const struct spool_msg *msg);
+
+/* error is 0 when the message is durable in queue/, else an errno value (and
+ * no file is left behind). */
+typedef void spool_commit_cb(void *ctx, int error);
+
+/* Writes the envelope and end marker, patches the header, and hands the
+ * message to the commit thread. cb(ctx, error) runs later on the event loop.
+ * The spool owns msg from here on and frees it after cb. Returns 0, or -1 with
+ * errno when the message could not even be queued (then nothing is on disk and
+ * cb is not called; msg is freed). */
+int spool_msg_commit(struct spool_msg *msg, const struct spool_envelope *env, spool_commit_cb *cb,
+                     void *ctx);
+
+/* The caller of a pending commit goes away (client disconnected): the commit
+ * still completes (the message is kept: at-least-once), cb is not called. */
+void spool_msg_detach(struct spool_msg *msg);
+
+/* Forgets a message that was never committed: closes and removes the temp
+ * file; *msg is set to NULL. NULL-safe. */
+void spool_msg_abort(struct spool_msg **msg);
+
+/* Start-up scan, before any worker runs: removes every file in tmp/ and every
+ * file in queue/ without its end marker, logging each with its name; moves
+ * unreadable or corrupt ones to corrupt/. Returns the number removed or moved,
+ * -1 with error when the directories cannot be read. */
+int spool_recover(const char *dir, char *error, size_t errsize);
+
+#endif

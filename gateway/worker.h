@@ -1,0 +1,1 @@
+/* worker.h: not written yet */

@@ -1,0 +1,1 @@
+/* address.c: not written yet */

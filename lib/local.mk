@@ -1,0 +1,13 @@
+# lib/: what every part uses and that knows nothing of mail policy.
+noinst_LIBRARIES += lib/libpostern.a
+lib_libpostern_a_SOURCES = \
+	lib/log.c lib/log.h \
+	lib/config.c lib/config.h \
+	lib/address.c lib/address.h \
+	lib/netaddr.c lib/netaddr.h \
+	lib/passwd.c lib/passwd.h \
+	lib/workpool.c lib/workpool.h \
+	lib/tls.c lib/tls.h
+
+POSTERN_LIBS = lib/libpostern.a $(LIBEVENT_LIBS) $(OPENSSL_LIBS) $(LIBCONFIG_LIBS) \
+	$(CRYPT_LIBS) $(PTHREAD_LIBS)

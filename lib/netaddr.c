@@ -1,0 +1,1 @@
+/* netaddr.c: not written yet */

@@ -1,0 +1,1 @@
+/* passwd.c: not written yet */

@@ -1,0 +1,1 @@
+/* workpool.c: not written yet */

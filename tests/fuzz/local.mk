@@ -1,0 +1,28 @@
+# tests/fuzz/: libFuzzer targets. With --enable-fuzzers (CC=clang) they are real
+# fuzzers; otherwise they link a replay main and run over their seed corpus in make check.
+FUZZ_TARGETS = tests/fuzz/fuzz-address tests/fuzz/fuzz-smtp-session tests/fuzz/fuzz-proxy
+if ENABLE_FUZZERS
+FUZZ_CFLAGS = -fsanitize=fuzzer
+FUZZ_MAIN =
+noinst_PROGRAMS += $(FUZZ_TARGETS)
+else
+FUZZ_CFLAGS =
+FUZZ_MAIN = tests/fuzz/replay-main.c
+check_PROGRAMS += $(FUZZ_TARGETS)
+TESTS += tests/fuzz/replay-address.sh tests/fuzz/replay-smtp-session.sh tests/fuzz/replay-proxy.sh
+endif
+EXTRA_DIST += tests/fuzz/corpus tests/fuzz/replay.sh tests/fuzz/replay-address.sh \
+	tests/fuzz/replay-smtp-session.sh tests/fuzz/replay-proxy.sh
+
+tests_fuzz_fuzz_address_SOURCES = tests/fuzz/fuzz-address.c $(FUZZ_MAIN)
+tests_fuzz_fuzz_address_CFLAGS = $(AM_CFLAGS) $(FUZZ_CFLAGS)
+tests_fuzz_fuzz_address_LDFLAGS = $(AM_LDFLAGS) $(FUZZ_CFLAGS)
+tests_fuzz_fuzz_address_LDADD = $(POSTERN_LIBS)
+tests_fuzz_fuzz_smtp_session_SOURCES = tests/fuzz/fuzz-smtp-session.c $(FUZZ_MAIN)
+tests_fuzz_fuzz_smtp_session_CFLAGS = $(AM_CFLAGS) $(FUZZ_CFLAGS)
+tests_fuzz_fuzz_smtp_session_LDFLAGS = $(AM_LDFLAGS) $(FUZZ_CFLAGS)
+tests_fuzz_fuzz_smtp_session_LDADD = $(GATEWAY_LIBS)
+tests_fuzz_fuzz_proxy_SOURCES = tests/fuzz/fuzz-proxy.c $(FUZZ_MAIN)
+tests_fuzz_fuzz_proxy_CFLAGS = $(AM_CFLAGS) $(FUZZ_CFLAGS)
+tests_fuzz_fuzz_proxy_LDFLAGS = $(AM_LDFLAGS) $(FUZZ_CFLAGS)
+tests_fuzz_fuzz_proxy_LDADD = $(GATEWAY_LIBS)

@@ -1,0 +1,37 @@
+# tests/unit/: table-driven cmocka tests that link the convenience libraries.
+UNIT_TESTS = \
+	tests/unit/test-config \
+	tests/unit/test-address \
+	tests/unit/test-smtp-params \
+	tests/unit/test-smtp-command \
+	tests/unit/test-smtp-data \
+	tests/unit/test-proxy-proto \
+	tests/unit/test-passwd \
+	tests/unit/test-sasl \
+	tests/unit/test-spool \
+	tests/unit/test-netaddr
+check_PROGRAMS += $(UNIT_TESTS)
+TESTS += $(UNIT_TESTS)
+UNIT_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
+UNIT_LIBS = $(GATEWAY_LIBS) $(CMOCKA_LIBS)
+
+tests_unit_test_config_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_config_LDADD = $(UNIT_LIBS)
+tests_unit_test_address_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_address_LDADD = $(UNIT_LIBS)
+tests_unit_test_smtp_params_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_smtp_params_LDADD = $(UNIT_LIBS)
+tests_unit_test_smtp_command_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_smtp_command_LDADD = $(UNIT_LIBS)
+tests_unit_test_smtp_data_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_smtp_data_LDADD = $(UNIT_LIBS)
+tests_unit_test_proxy_proto_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_proxy_proto_LDADD = $(UNIT_LIBS)
+tests_unit_test_passwd_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_passwd_LDADD = $(UNIT_LIBS)
+tests_unit_test_sasl_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_sasl_LDADD = $(UNIT_LIBS)
+tests_unit_test_spool_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_spool_LDADD = $(UNIT_LIBS)
+tests_unit_test_netaddr_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_netaddr_LDADD = $(UNIT_LIBS)

@@ -1,0 +1,5 @@
+/* test-address: not written yet */
+int main(void)
+{
+    return 77;
+}

@@ -1,0 +1,5 @@
+/* test-config: not written yet */
+int main(void)
+{
+    return 77;
+}

@@ -1,0 +1,5 @@
+/* test-netaddr: not written yet */
+int main(void)
+{
+    return 77;
+}

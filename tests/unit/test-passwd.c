@@ -1,0 +1,5 @@
+/* test-passwd: not written yet */
+int main(void)
+{
+    return 77;
+}

@@ -1,0 +1,5 @@
+/* test-proxy-proto: not written yet */
+int main(void)
+{
+    return 77;
+}

@@ -1,0 +1,5 @@
+/* test-sasl: not written yet */
+int main(void)
+{
+    return 77;
+}

@@ -1,0 +1,5 @@
+/* test-smtp-command: not written yet */
+int main(void)
+{
+    return 77;
+}

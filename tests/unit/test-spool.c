@@ -1,0 +1,5 @@
+/* test-spool: not written yet */
+int main(void)
+{
+    return 77;
+}
