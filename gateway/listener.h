@@ -1,1 +1,33 @@
-/* listener.h: not written yet */
+/*
+ * listener — the listening sockets posternd binds from the config: one per
+ * listener address, non-blocking, SO_REUSEADDR, IPV6_V6ONLY on v6 sockets.
+ *
+ * Called by the master (binding, re-binding on reload); the workers inherit
+ * the file descriptors across fork. Trusts the config (already validated).
+ */
+#ifndef POSTERN_LISTENER_H
+#define POSTERN_LISTENER_H
+
+#include <stddef.h>
+
+#include <event2/util.h>
+
+struct postern_config;
+struct listener_settings;
+
+struct listener_socket {
+    const struct listener_settings *settings; /* in the config the socket was bound for */
+    char address[300];                        /* as written in the config */
+    evutil_socket_t fd;
+};
+
+/* Binds every address of every listener. Sockets from old (count old_count)
+ * whose address matches are reused instead of bound again (on reload) and
+ * their fd set to -1 in old. Returns 0 and a new array, or -1 with error. */
+int listeners_bind(const struct postern_config *cfg, struct listener_socket *old, size_t old_count,
+                   struct listener_socket **socks_r, size_t *count_r, char *error, size_t errsize);
+
+/* Closes every fd still >= 0 and frees the array; NULL-safe. */
+void listeners_close(struct listener_socket **socks, size_t count);
+
+#endif

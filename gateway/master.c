@@ -1,1 +1,389 @@
-/* master.c: not written yet */
+/*
+ * master — see master.h. The master keeps root only to bind sockets; every
+ * worker drops to server.user right after fork. Workers get the read end of
+ * a pipe whose write end only the master holds: when the master dies the
+ * workers see EOF and drain instead of running unsupervised forever.
+ */
+#include "config.h"
+#include "gateway/master.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "gateway/limits.h"
+#include "gateway/listener.h"
+#include "gateway/server-config.h"
+#include "gateway/spool.h"
+#include "gateway/worker.h"
+#include "lib/log.h"
+
+#define MAX_SLOTS 128 /* worker rows in the limits table: two generations */
+
+struct slot {
+    pid_t pid;
+    unsigned generation;
+    time_t started;
+};
+
+struct master {
+    struct event_base *base;
+    struct postern_config *cfg;
+    struct listener_socket *socks;
+    size_t sock_count;
+    struct limits *limits;
+    struct slot slots[MAX_SLOTS];
+    unsigned generation;
+    unsigned workers;
+    int pipe_fd[2];
+    uid_t uid;
+    gid_t gid;
+    bool drop;
+    bool stopping;
+    struct event *sigs[4];
+    struct event *respawn_timer;
+};
+
+int master_check_config(const char *config_path)
+{
+    struct cfg_errors errs = { 0 };
+    struct postern_config *cfg = postern_config_load(config_path, &errs);
+
+    cfg_errors_print(&errs, stderr);
+    cfg_errors_clear(&errs);
+    if (cfg == NULL)
+        return 1;
+    postern_config_free(&cfg);
+    printf("%s: configuration is valid\n", config_path);
+    return 0;
+}
+
+static void setup_logging(const struct postern_config *cfg)
+{
+    enum log_level level = LOG_LEVEL_INFO;
+
+    log_level_parse(cfg->server.log_level, &level);
+    log_setup("posternd",
+              strcmp(cfg->server.log_target, "syslog") == 0 ? LOG_TARGET_SYSLOG : LOG_TARGET_STDERR,
+              cfg->server.log_facility, level);
+}
+
+static int resolve_user(struct master *m)
+{
+    struct passwd *pw;
+    struct group *gr;
+
+    m->drop = geteuid() == 0;
+    if (!m->drop)
+        return 0;
+    if ((pw = getpwnam(m->cfg->server.user)) == NULL) {
+        log_error("server.user %s does not exist", m->cfg->server.user);
+        return -1;
+    }
+    m->uid = pw->pw_uid;
+    m->gid = pw->pw_gid;
+    if (m->cfg->server.group != NULL) {
+        if ((gr = getgrnam(m->cfg->server.group)) == NULL) {
+            log_error("server.group %s does not exist", m->cfg->server.group);
+            return -1;
+        }
+        m->gid = gr->gr_gid;
+    }
+    return 0;
+}
+
+/* The spool belongs to the workers' user. */
+static int prepare_spool(struct master *m)
+{
+    static const char *const subdirs[] = { "", "/tmp", "/queue", "/corrupt" };
+    char path[4096], error[512];
+
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(path, sizeof(path), "%s%s", m->cfg->server.spool_dir, subdirs[i]);
+        if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+            log_error("cannot create %s: %s", path, strerror(errno));
+            return -1;
+        }
+        if (m->drop && chown(path, m->uid, m->gid) < 0)
+            log_warning("cannot chown %s: %s", path, strerror(errno));
+    }
+    if (spool_recover(m->cfg->server.spool_dir, error, sizeof(error)) < 0) {
+        log_error("spool recovery: %s", error);
+        return -1;
+    }
+    return 0;
+}
+
+static void drop_privileges(const struct master *m)
+{
+    if (!m->drop)
+        return;
+    if (setgroups(1, &m->gid) < 0 || setgid(m->gid) < 0 || setuid(m->uid) < 0) {
+        log_error("cannot drop privileges: %s", strerror(errno));
+        _exit(1);
+    }
+}
+
+static void free_loop(struct master *m)
+{
+    for (size_t i = 0; i < 4; i++) {
+        if (m->sigs[i] != NULL)
+            event_free(m->sigs[i]);
+        m->sigs[i] = NULL;
+    }
+    if (m->respawn_timer != NULL)
+        event_free(m->respawn_timer);
+    m->respawn_timer = NULL;
+    if (m->base != NULL)
+        event_base_free(m->base);
+    m->base = NULL;
+}
+
+static void child_main(struct master *m, unsigned slot)
+{
+    struct worker w;
+    char error[512], tag[32];
+    int rc;
+
+    free_loop(m); /* the worker runs its own loop and signal handlers */
+    snprintf(tag, sizeof(tag), "smtp[%u]", slot);
+    log_set_process(tag);
+    close(m->pipe_fd[1]);
+    signal(SIGPIPE, SIG_IGN);
+    drop_privileges(m);
+    if (worker_init(&w, m->cfg, slot, m->limits, error, sizeof(error)) < 0) {
+        log_error("worker start failed: %s", error);
+        _exit(1);
+    }
+    rc = worker_run(&w, m->socks, m->sock_count, m->pipe_fd[0]);
+    worker_free(&w);
+    _exit(rc);
+}
+
+static int free_slot(const struct master *m)
+{
+    for (unsigned i = 0; i < MAX_SLOTS; i++) {
+        if (m->slots[i].pid == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+static void spawn(struct master *m)
+{
+    int slot = free_slot(m);
+    pid_t pid;
+
+    if (slot < 0) {
+        log_error("no free worker slot");
+        return;
+    }
+    limits_clear_worker(m->limits, (unsigned)slot);
+    pid = fork();
+    if (pid < 0) {
+        log_error("fork: %s", strerror(errno));
+        return;
+    }
+    if (pid == 0)
+        child_main(m, (unsigned)slot);
+    m->slots[slot] = (struct slot){ pid, m->generation, time(NULL) };
+}
+
+static unsigned running(const struct master *m, unsigned generation)
+{
+    unsigned n = 0;
+
+    for (unsigned i = 0; i < MAX_SLOTS; i++)
+        n += m->slots[i].pid != 0 && m->slots[i].generation == generation;
+    return n;
+}
+
+static void fill_workers(struct master *m)
+{
+    while (!m->stopping && running(m, m->generation) < m->workers)
+        spawn(m);
+}
+
+static void on_respawn(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    fill_workers(arg);
+}
+
+static void reap(struct master *m)
+{
+    int status;
+    pid_t pid;
+    bool crashed_fast = false;
+
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        for (unsigned i = 0; i < MAX_SLOTS; i++) {
+            struct slot *sl = &m->slots[i];
+            if (sl->pid != pid)
+                continue;
+            bool current = sl->generation == m->generation && !m->stopping;
+            if (WIFSIGNALED(status))
+                log_error("worker %u (pid %d) killed by signal %d%s", i, (int)pid,
+                          WTERMSIG(status), current ? "; restarting" : "");
+            else if (current || WEXITSTATUS(status) != 0)
+                log_warning("worker %u (pid %d) exited with status %d%s", i, (int)pid,
+                            WEXITSTATUS(status), current ? "; restarting" : "");
+            crashed_fast = crashed_fast || (current && time(NULL) - sl->started < 2);
+            limits_clear_worker(m->limits, i);
+            sl->pid = 0;
+        }
+    }
+    if (m->stopping && running(m, m->generation) + running(m, m->generation - 1) == 0) {
+        event_base_loopexit(m->base, NULL);
+        return;
+    }
+    struct timeval delay = { crashed_fast ? 1 : 0, 0 };
+    evtimer_add(m->respawn_timer, &delay);
+}
+
+static void signal_generation(struct master *m, unsigned generation, int sig)
+{
+    for (unsigned i = 0; i < MAX_SLOTS; i++) {
+        if (m->slots[i].pid != 0 && m->slots[i].generation == generation)
+            kill(m->slots[i].pid, sig);
+    }
+}
+
+static unsigned worker_count(const struct postern_config *cfg)
+{
+    long n = cfg->server.workers > 0 ? cfg->server.workers : sysconf(_SC_NPROCESSORS_ONLN);
+
+    if (n < 1)
+        n = 1;
+    return n > MAX_SLOTS / 2 ? MAX_SLOTS / 2 : (unsigned)n;
+}
+
+static void reload(struct master *m)
+{
+    struct cfg_errors errs = { 0 };
+    struct postern_config *cfg = postern_config_load(m->cfg->path, &errs);
+    struct listener_socket *socks;
+    size_t count;
+    char error[512];
+
+    if (cfg == NULL) {
+        for (size_t i = 0; i < errs.count; i++)
+            log_error("reload: %s", errs.msgs[i]);
+        cfg_errors_clear(&errs);
+        log_error("reload failed: keeping the running configuration");
+        return;
+    }
+    if (listeners_bind(cfg, m->socks, m->sock_count, &socks, &count, error, sizeof(error)) < 0) {
+        log_error("reload failed: %s", error);
+        postern_config_free(&cfg);
+        return;
+    }
+    listeners_close(&m->socks, m->sock_count);
+    postern_config_free(&m->cfg);
+    m->cfg = cfg;
+    m->socks = socks;
+    m->sock_count = count;
+    m->workers = worker_count(cfg);
+    signal_generation(m, m->generation, SIGUSR1);
+    m->generation++;
+    log_info("reloaded %s: %u workers", cfg->path, m->workers);
+    fill_workers(m);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct master *m = arg;
+
+    (void)what;
+    if (sig == SIGCHLD) {
+        reap(m);
+    } else if (sig == SIGHUP) {
+        reload(m);
+    } else if (!m->stopping) {
+        log_info("stopping");
+        m->stopping = true;
+        for (unsigned i = 0; i < MAX_SLOTS; i++) {
+            if (m->slots[i].pid != 0)
+                kill(m->slots[i].pid, SIGTERM);
+        }
+        if (running(m, m->generation) + running(m, m->generation - 1) == 0)
+            event_base_loopexit(m->base, NULL);
+    }
+}
+
+static int master_start(struct master *m)
+{
+    static const int sigs[] = { SIGCHLD, SIGHUP, SIGTERM, SIGINT };
+    char error[512];
+
+    if (resolve_user(m) < 0 || prepare_spool(m) < 0)
+        return -1;
+    if (listeners_bind(m->cfg, NULL, 0, &m->socks, &m->sock_count, error, sizeof(error)) < 0) {
+        log_error("%s", error);
+        return -1;
+    }
+    if ((m->limits = limits_create(MAX_SLOTS)) == NULL || pipe2(m->pipe_fd, O_CLOEXEC) < 0) {
+        log_error("cannot set up shared state: %s", strerror(errno));
+        return -1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    m->base = event_base_new();
+    for (size_t i = 0; i < 4; i++) {
+        m->sigs[i] = evsignal_new(m->base, sigs[i], on_signal, m);
+        event_add(m->sigs[i], NULL);
+    }
+    m->respawn_timer = evtimer_new(m->base, on_respawn, m);
+    m->workers = worker_count(m->cfg);
+    return 0;
+}
+
+static void master_free(struct master *m)
+{
+    free_loop(m);
+    listeners_close(&m->socks, m->sock_count);
+    limits_destroy(&m->limits);
+    postern_config_free(&m->cfg);
+}
+
+int master_run(const char *config_path)
+{
+    struct master m = { .pipe_fd = { -1, -1 } };
+    struct cfg_errors errs = { 0 };
+    int rc = 1;
+
+    m.cfg = postern_config_load(config_path, &errs);
+    cfg_errors_print(&errs, stderr);
+    cfg_errors_clear(&errs);
+    if (m.cfg == NULL)
+        return 1;
+    setup_logging(m.cfg);
+    if (master_start(&m) == 0) {
+        log_info("posternd %s started: %u workers, %zu listening sockets", PACKAGE_VERSION,
+                 m.workers, m.sock_count);
+        if (m.cfg->server.pid_file != NULL) {
+            FILE *f = fopen(m.cfg->server.pid_file, "w");
+            if (f != NULL) {
+                fprintf(f, "%ld\n", (long)getpid());
+                fclose(f);
+            }
+        }
+        fill_workers(&m);
+        event_base_dispatch(m.base);
+        log_info("posternd stopped");
+        rc = 0;
+    }
+    master_free(&m);
+    return rc;
+}

@@ -2,7 +2,7 @@
  * spool-format — the on-disk form of one queued message, and its envelope.
  *
  * A spool file is:
- *   line 1, fixed width (64 octets including '\n'):
+ *   line 1, fixed width (80 octets including '\n'):
  *     "POSTERN-SPOOL-1 content=%016llx envelope=%016llx" padded with spaces
  *     (content = length of the content, envelope = its offset; both zero until
  *     the message is complete, then patched with pwrite before the fsync);
@@ -27,7 +27,7 @@
 #include <stdint.h>
 #include <time.h>
 
-#define SPOOL_HEADER_LEN 64
+#define SPOOL_HEADER_LEN 80
 #define SPOOL_QUEUE_ID_MAX 32
 
 struct spool_rcpt {

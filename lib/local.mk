@@ -2,7 +2,7 @@
 noinst_LIBRARIES += lib/libpostern.a
 lib_libpostern_a_SOURCES = \
 	lib/log.c lib/log.h \
-	lib/config.c lib/config.h \
+	lib/cfg.c lib/cfg.h \
 	lib/address.c lib/address.h \
 	lib/netaddr.c lib/netaddr.h \
 	lib/passwd.c lib/passwd.h \
