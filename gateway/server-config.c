@@ -26,7 +26,7 @@ static const struct cfg_key server_keys[] = {
     { "user", CFG_STRING, S(user), "postern", 0, 0, NULL,
       "user the workers run as when started as root" },
     { "group", CFG_STRING, S(group), NULL, 0, 0, NULL, "group (default: the user's group)" },
-    { "workers", CFG_INT, S(workers), "0", 0, 256, NULL, "SMTP worker processes (0 = one per CPU)" },
+    { "workers", CFG_INT, S(workers), "0", 0, 64, NULL, "SMTP worker processes (0 = one per CPU)" },
     { "spool_dir", CFG_STRING, S(spool_dir), LOCALSTATEDIR "/spool/postern", 0, 0, NULL,
       "the durable queue" },
     { "spool_min_free", CFG_SIZE, S(spool_min_free), "100M", 0, 1LL << 50, NULL,

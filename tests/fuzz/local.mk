@@ -9,7 +9,9 @@ else
 FUZZ_CFLAGS =
 FUZZ_MAIN = tests/fuzz/replay-main.c
 check_PROGRAMS += $(FUZZ_TARGETS)
-TESTS += tests/fuzz/replay-address.sh tests/fuzz/replay-smtp-session.sh tests/fuzz/replay-proxy.sh
+FUZZ_REPLAY_TESTS = tests/fuzz/replay-address.sh tests/fuzz/replay-smtp-session.sh \
+	tests/fuzz/replay-proxy.sh
+TESTS += $(FUZZ_REPLAY_TESTS)
 endif
 EXTRA_DIST += tests/fuzz/corpus tests/fuzz/replay.sh tests/fuzz/replay-address.sh \
 	tests/fuzz/replay-smtp-session.sh tests/fuzz/replay-proxy.sh

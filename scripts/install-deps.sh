@@ -1,0 +1,17 @@
+#!/bin/sh
+# Installs the Debian 12 packages Postern builds and tests with, if any is
+# missing. Runs as root; does nothing when everything is already there.
+set -e
+PKGS="build-essential autoconf automake pkg-config clang libclang-rt-14-dev
+libevent-dev libssl-dev libconfig-dev libcmocka-dev libcrypt-dev
+openssl python3 swaks postfix"
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "installing:$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# postfix's postinst tries to start a service; without systemd that fails harmlessly.
+apt-get install -y -qq $missing >/dev/null

@@ -1,0 +1,56 @@
+#!/bin/sh
+# The README's test command (and CI's): installs what is missing, builds
+# with -Werror and runs every test; builds again with ASan+UBSan (clang) and
+# runs the unit tests and fuzz corpora; builds the libFuzzer targets and runs
+# each for FUZZ_SECONDS. Ends with one summary line "N passed, N failed".
+set -u
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+FUZZ_SECONDS=${FUZZ_SECONDS:-20}
+sh scripts/install-deps.sh || exit 1
+status=0
+
+run_check() { # DIR [make args...]
+    dir=$1
+    shift
+    (cd "$dir" && make -j2 check "$@") || status=1
+}
+
+echo "== build (gcc, -Werror) and make check"
+sh scripts/build.sh build --enable-werror || exit 1
+run_check build
+
+echo "== build (clang, ASan+UBSan) and unit tests + fuzz corpora"
+CC=clang sh scripts/build.sh build-san --enable-werror --enable-sanitizers || exit 1
+UNIT=$(cd build-san && make -s -f Makefile print-unit-tests 2>/dev/null)
+run_check build-san TESTS="$UNIT"
+
+echo "== libFuzzer targets, $FUZZ_SECONDS s each"
+CC=clang sh scripts/build.sh build-fuzz --enable-fuzzers --enable-sanitizers || exit 1
+fuzz_pass=0
+fuzz_fail=0
+for t in build-fuzz/tests/fuzz/fuzz-*; do
+    name=${t##*/fuzz-}
+    work=$(mktemp -d)
+    if "$t" -max_total_time="$FUZZ_SECONDS" -print_final_stats=0 "$work" \
+        "tests/fuzz/corpus/$name" >"$work.log" 2>&1; then
+        fuzz_pass=$((fuzz_pass + 1))
+        echo "PASS: fuzz-$name"
+    else
+        fuzz_fail=$((fuzz_fail + 1))
+        status=1
+        echo "FAIL: fuzz-$name"
+        tail -40 "$work.log"
+    fi
+    rm -rf "$work" "$work.log"
+done
+
+# One closing line over every test run above.
+sum() { cat build/test-suite.log build-san/test-suite.log 2>/dev/null |
+        sed -n "s/^# $1: *//p" | awk '{s += $1} END {print s + 0}'; }
+pass=$(( $(sum PASS) + fuzz_pass ))
+fail=$(( $(sum FAIL) + $(sum ERROR) + fuzz_fail ))
+skip=$(sum SKIP)
+[ "$fail" -eq 0 ] || status=1
+echo "$pass passed, $fail failed, $skip skipped"
+exit $status
