@@ -37,7 +37,7 @@ static const struct cfg_key server_keys[] = {
     { "log_level", CFG_STRING, S(log_level), "info", 0, 0, NULL, "error, warning, info or debug" },
     { "shutdown_grace", CFG_DURATION, S(shutdown_grace), "10s", 0, SEC(3600), NULL,
       "how long SIGTERM waits for commits in flight" },
-    { NULL },
+    { .name = NULL },
 };
 #undef S
 
@@ -75,7 +75,7 @@ static const struct cfg_key smtp_keys[] = {
     { "smtputf8", CFG_BOOL, S(smtputf8), "yes", 0, 0, NULL, "offer SMTPUTF8 (RFC 6531)" },
     { "dsn", CFG_BOOL, S(dsn), "yes", 0, 0, NULL, "offer DSN (RFC 3461)" },
     { "chunking", CFG_BOOL, S(chunking), "yes", 0, 0, NULL, "offer CHUNKING/BDAT (RFC 3030)" },
-    { NULL },
+    { .name = NULL },
 };
 #undef S
 
@@ -85,7 +85,7 @@ static const struct cfg_key relay_keys[] = {
       "domains this gateway accepts mail for from anyone" },
     { "trusted_networks", CFG_STRLIST, S(trusted_networks), "127.0.0.0/8, ::1/128", 0, 0, NULL,
       "clients allowed to relay to any domain without AUTH" },
-    { NULL },
+    { .name = NULL },
 };
 #undef S
 
@@ -93,7 +93,7 @@ static const struct cfg_key relay_keys[] = {
 static const struct cfg_key tls_keys[] = {
     { "cert_file", CFG_STRING, S(cert_file), NULL, 0, 0, NULL, "PEM certificate chain" },
     { "key_file", CFG_STRING, S(key_file), NULL, 0, 0, NULL, "PEM private key" },
-    { NULL },
+    { .name = NULL },
 };
 #undef S
 
@@ -102,7 +102,7 @@ static const struct cfg_key auth_keys[] = {
     { "passwd_file", CFG_STRING, S(passwd_file), NULL, 0, 0, NULL,
       "Dovecot-style passwd-file with crypt(3) hashes" },
     { "threads", CFG_INT, S(threads), "2", 1, 64, NULL, "password-checking threads per worker" },
-    { NULL },
+    { .name = NULL },
 };
 #undef S
 
@@ -125,7 +125,7 @@ static const struct cfg_key listener_keys[] = {
       "offer AUTH before TLS (not for the internet)" },
     { "greet_pause", CFG_DURATION, S(greet_pause), "0", 0, SEC(60), NULL,
       "wait before the greeting; a client that talks first is rejected" },
-    { NULL },
+    { .name = NULL },
 };
 #undef S
 

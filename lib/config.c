@@ -1,1 +1,0 @@
-/* config.c: not written yet */
