@@ -16,11 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* tests/fuzz/local.mk links this target with $(POSTERN_LIBS) only, which has
- * no gateway/ code; until it links $(GATEWAY_LIBS), the two gateway units the
- * target needs are compiled into it here. Drop both lines then. */
-#include "gateway/smtp-params.c" /* NOLINT(bugprone-suspicious-include) */
-#include "gateway/smtp-reply.c"  /* NOLINT(bugprone-suspicious-include) */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
