@@ -156,7 +156,13 @@ static void child_main(struct master *m, unsigned slot)
     char error[512], tag[32];
     int rc;
 
-    free_loop(m); /* the worker runs its own loop and signal handlers */
+    /* The worker runs its own loop and signal handlers. The master's loop is
+     * reinitialized before it is freed: the epoll instance and the signal
+     * pipe are shared with the master after fork, and freeing them as they
+     * are would unregister the master's signal pipe from its epoll, leaving
+     * the master deaf to SIGCHLD, SIGHUP and SIGTERM. */
+    event_reinit(m->base);
+    free_loop(m);
     snprintf(tag, sizeof(tag), "smtp[%u]", slot);
     log_set_process(tag);
     close(m->pipe_fd[1]);

@@ -153,9 +153,12 @@ void smtp_cmd_data(struct smtp_session *s, const char *args, size_t len)
     }
 }
 
+/* "type;address" of an ORCPT as the spool keeps it (spool-format.h). */
+#define ORCPT_TEXT_MAX (sizeof(((struct smtp_rcpt_params *)0)->orcpt_type) + SMTP_ORCPT_MAX + 2)
+
 static void envelope_from_txn(struct smtp_session *s, struct spool_envelope *env,
                               struct spool_rcpt *rcpts, char (*addrs)[ADDR_PATH_MAX * 4 + 8],
-                              char *sender, size_t sender_size)
+                              char (*orcpts)[ORCPT_TEXT_MAX], char *sender, size_t sender_size)
 {
     struct smtp_txn *t = s->txn;
 
@@ -168,6 +171,11 @@ static void envelope_from_txn(struct smtp_session *s, struct spool_envelope *env
         rcpts[i].addr = addrs[i];
         rcpts[i].notify = t->rcpts[i].params.notify;
         rcpts[i].orcpt = NULL;
+        if (t->rcpts[i].params.orcpt_type[0] != '\0') {
+            snprintf(orcpts[i], sizeof(orcpts[i]), "%s;%s", t->rcpts[i].params.orcpt_type,
+                     t->rcpts[i].params.orcpt);
+            rcpts[i].orcpt = orcpts[i];
+        }
     }
     env->rcpts = rcpts;
     env->rcpt_count = t->rcpt_count;
@@ -238,16 +246,18 @@ static void commit(struct smtp_session *s)
     struct spool_envelope env;
     struct spool_rcpt *rcpts = calloc(t->rcpt_count, sizeof(*rcpts));
     char (*addrs)[ADDR_PATH_MAX * 4 + 8] = calloc(t->rcpt_count, sizeof(*addrs));
+    char (*orcpts)[ORCPT_TEXT_MAX] = calloc(t->rcpt_count, sizeof(*orcpts));
     char sender[ADDR_PATH_MAX * 4 + 8];
     int rc = -1;
 
-    if (rcpts != NULL && addrs != NULL) {
-        envelope_from_txn(s, &env, rcpts, addrs, sender, sizeof(sender));
+    if (rcpts != NULL && addrs != NULL && orcpts != NULL) {
+        envelope_from_txn(s, &env, rcpts, addrs, orcpts, sender, sizeof(sender));
         s->state = SMTP_S_WAIT;
         rc = spool_msg_commit(t->msg, &env, commit_done, s);
     }
     free(rcpts);
     free(addrs);
+    free(orcpts);
     if (rc < 0) {
         t->msg = NULL; /* freed by the spool, or never handed over */
         s->state = SMTP_S_COMMAND;

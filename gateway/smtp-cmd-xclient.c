@@ -15,7 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
+#include "gateway/limits.h"
+#include "gateway/worker.h"
 #include "lib/log.h"
 
 static int apply_addr(struct smtp_session *s, const char *v)
@@ -25,6 +28,14 @@ static int apply_addr(struct smtp_session *s, const char *v)
 
     if (netaddr_parse(text, &a) < 0)
         return -1;
+    if (s->limits_counted) {
+        /* The session is counted under the address it is closed with (see
+         * session_free): move its place from the old address to the new
+         * one. The connection was admitted already, so nothing is enforced. */
+        struct limits_config lc = { .exempt = true };
+        limits_session_close(s->worker->limits, s->worker->index, &s->client);
+        limits_session_open(s->worker->limits, s->worker->index, &a, &lc, time(NULL));
+    }
     s->client = a;
     netaddr_to_text(&a, s->client_addr, sizeof(s->client_addr));
     s->trusted = netaddr_list_match(&s->cfg->trusted, &a);

@@ -23,6 +23,7 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <openssl/crypto.h>
+#include <openssl/ssl.h>
 
 #include "gateway/smtp-sasl.h"
 
@@ -99,20 +100,54 @@ void smtp_session_close_after_reply(struct smtp_session *s)
     bufferevent_disable(s->bev, EV_READ);
 }
 
-/* Frees the session once its last reply is written. */
+/* Over TLS, records the filter has handed to the socket bufferevent below
+ * but that are not on the wire yet. */
+static bool tls_output_pending(struct smtp_session *s)
+{
+    struct bufferevent *under = s->tls ? bufferevent_get_underlying(s->bev) : NULL;
+
+    return under != NULL && evbuffer_get_length(bufferevent_get_output(under)) > 0;
+}
+
+/* Frees the session once its last reply is written. Over TLS the filter's
+ * write callback fires when its own buffer is empty, while the records may
+ * still wait in the socket bufferevent below, which calls nobody back when
+ * it drains; freeing then would throw the last reply (221, 421) away. So:
+ * close_notify, then look again every few ms (on_timer). */
 static void maybe_finish_close(struct smtp_session *s)
 {
     if (s->depth > 0)
         return; /* the input loop up the stack finishes the close */
-    if (s->state == SMTP_S_CLOSING && evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
-        session_free(s);
+    if (s->state != SMTP_S_CLOSING || evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
+        return;
+    if (s->tls) {
+        SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
+        if (ssl != NULL && SSL_is_init_finished(ssl) &&
+            !(SSL_get_shutdown(ssl) & SSL_SENT_SHUTDOWN))
+            SSL_shutdown(ssl);
+        if (tls_output_pending(s)) {
+            struct timeval tv = { 0, 10000 };
+            evtimer_add(s->timer, &tv);
+            return;
+        }
+    }
+    session_free(s);
+}
+
+/* Content is being read into a message: DATA after its 354, or an accepted
+ * BDAT chunk. A refused chunk that is only skipped has no data_start, and
+ * the command timeout alone applies to it. */
+static bool in_data_transfer(const struct smtp_session *s)
+{
+    return (s->state == SMTP_S_DATA || s->state == SMTP_S_BDAT) && s->txn != NULL &&
+           s->txn->content != NULL && !s->bdat_discard;
 }
 
 static void arm_timer(struct smtp_session *s)
 {
     long long ms = s->cfg->smtp.command_timeout;
 
-    if ((s->state == SMTP_S_DATA || s->state == SMTP_S_BDAT) && s->txn != NULL) {
+    if (in_data_transfer(s)) {
         long long left = s->cfg->smtp.data_timeout - ms_since(&s->txn->data_start);
         if (left < ms)
             ms = left < 1 ? 1 : left;
@@ -129,7 +164,7 @@ static bool data_too_slow(struct smtp_session *s)
     long long elapsed;
     uint64_t size;
 
-    if ((s->state != SMTP_S_DATA && s->state != SMTP_S_BDAT) || s->txn == NULL)
+    if (!in_data_transfer(s))
         return false;
     elapsed = ms_since(&s->txn->data_start);
     if (elapsed >= s->cfg->smtp.data_timeout)
@@ -155,6 +190,13 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (s->state == SMTP_S_CLOSING || s->state == SMTP_S_WAIT) {
         if (s->state == SMTP_S_CLOSING) {
+            if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0 &&
+                tls_output_pending(s) &&
+                ms_since(&s->last_input) < s->cfg->smtp.command_timeout) {
+                struct timeval tv = { 0, 10000 };
+                evtimer_add(s->timer, &tv); /* see maybe_finish_close */
+                return;
+            }
             session_free(s); /* the client does not read its last reply */
             return;
         }
@@ -492,6 +534,12 @@ static void session_input(struct smtp_session *s)
             break; /* waits for more input */
     }
     s->depth--;
+    /* Each read re-arms the timer, so a client that trickles content faster
+     * than the timer period would never meet the rate check in on_timer. */
+    if (s->state != SMTP_S_CLOSING && data_too_slow(s)) {
+        timeout_close(s, "DATA");
+        return;
+    }
     if (s->state != SMTP_S_CLOSING)
         arm_timer(s);
     maybe_finish_close(s);

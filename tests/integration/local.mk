@@ -1,7 +1,9 @@
 # tests/integration/: the real posternd driven by real clients (smtplib, swaks,
 # openssl s_client, raw sockets). Each script exits 0 pass, 1 fail, 77 skip.
 INTEGRATION_TESTS = \
-	tests/integration/test_smtp_basic.py
+	tests/integration/test_smtp_basic.py \
+	tests/integration/test_tls_auth.py \
+	tests/integration/test_daemon.py
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/harness.py
 TEST_EXTENSIONS = .py .sh
