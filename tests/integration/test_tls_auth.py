@@ -104,7 +104,7 @@ def test_starttls_smtplib_verified():
     content, env = p.queued_message(new[0])
     received = content.split(b"\r\n\r\n", 1)[0]
     assert b"with ESMTPS id " + new[0].encode() in received, received
-    assert b"(using TLS" in received or b"(using " in received, received
+    assert b"\r\n\t(using TLS" in received, received
     assert env.endswith(b"END\n"), env
     assert p.wait_log("%s: from=<a@sender.test>" % new[0])
     line = [ln for ln in p.log().splitlines() if new[0] + ": from=" in ln][0]

@@ -33,7 +33,7 @@ static const struct cfg_key keys[] = {
     { "name", CFG_STRING, S(name), "default", 0, 0, NULL, "a string" },
     { "mode", CFG_ENUM, S(mode), "reject", 0, 0, modes, "an enum" },
     { "list", CFG_STRLIST, S(list), "a, b", 0, 0, NULL, "a list" },
-    { NULL },
+    { .name = NULL },
 };
 
 static const struct {
