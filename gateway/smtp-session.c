@@ -389,7 +389,7 @@ void smtp_session_start_tls(struct smtp_session *s)
     tls = ssl == NULL ? NULL
                       : bufferevent_openssl_filter_new(s->worker->base, s->bev, ssl,
                                                        BUFFEREVENT_SSL_ACCEPTING,
-                                                       BEV_OPT_CLOSE_ON_FREE);
+                                                       BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
     if (tls == NULL) {
         log_error("cannot start TLS for %s", s->client_addr);
         smtp_session_close_after_reply(s);

@@ -111,7 +111,9 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 
     (void)l;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    bev = bufferevent_socket_new(ctx->w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    /* Deferred callbacks: a write never calls back into the session (and
+     * never frees it) from inside the code that wrote. */
+    bev = bufferevent_socket_new(ctx->w->base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
     if (bev == NULL) {
         close(fd);
         return;

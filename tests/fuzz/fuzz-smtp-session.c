@@ -72,7 +72,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (fz.cfg == NULL)
         setup();
     inet_pton(AF_INET, "192.0.2.1", &peer.sin_addr);
-    if (bufferevent_pair_new(fz.w.base, BEV_OPT_CLOSE_ON_FREE, pair) < 0)
+    if (bufferevent_pair_new(fz.w.base, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS, pair) < 0)
         return 0;
     smtp_session_new(&fz.w, &fz.sock, pair[0], (struct sockaddr *)&peer, sizeof(peer));
     bufferevent_enable(pair[1], EV_READ | EV_WRITE);

@@ -32,7 +32,10 @@ class Postern:
     """One posternd instance. conf_extra is appended to the smtp section;
     listeners maps name -> (role, extra listener settings)."""
 
+    instances = []  # every instance made, so a failing test can show their logs
+
     def __init__(self, smtp="", listeners=None, server="", relay=None, workers=1):
+        Postern.instances.append(self)
         self.dir = tempfile.mkdtemp(prefix="postern-it-")
         os.chmod(self.dir, 0o755)
         self.spool = os.path.join(self.dir, "spool")
@@ -188,5 +191,9 @@ def run(tests):
             failed += 1
             print("FAIL %s" % t.__name__)
             traceback.print_exc(file=sys.stdout)
+            for inst in Postern.instances:
+                if os.path.exists(inst.logfile):
+                    print("--- last lines of %s" % inst.logfile)
+                    print("\n".join(inst.log().splitlines()[-30:]))
     print("%d passed, %d failed" % (len(tests) - failed, failed))
     sys.exit(1 if failed else 0)
