@@ -1,8 +1,9 @@
 #!/bin/sh
 # The README's test command (and CI's): installs what is missing, builds
-# with -Werror and runs every test; builds again with ASan+UBSan (clang) and
-# runs every test again; builds the libFuzzer targets and runs
-# each for FUZZ_SECONDS. Ends with one summary line "N passed, N failed".
+# with -Werror and runs every test; runs make distcheck on the release
+# tarball; builds again with ASan+UBSan (clang) and runs every test again;
+# builds the libFuzzer targets and runs each for FUZZ_SECONDS. Ends with
+# one summary line "N passed, N failed".
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -19,6 +20,25 @@ run_check() { # DIR [make args...]
 echo "== build (gcc, -Werror) and make check"
 sh scripts/build.sh build --enable-werror || exit 1
 run_check build
+
+# The release tarball: make distcheck builds it, then configures, builds,
+# runs make check, installs and uninstalls it out of tree from a read-only
+# copy. A plain build (no -Werror, no sanitizers); counts as one check.
+echo "== make distcheck"
+distcheck_pass=0
+distcheck_fail=0
+if (cd build && unset DISTCHECK_CONFIGURE_FLAGS; make -j2 distcheck) \
+    >build/distcheck.log 2>&1; then
+    distcheck_pass=1
+    echo "PASS: make distcheck"
+else
+    distcheck_fail=1
+    status=1
+    echo "FAIL: make distcheck (log: build/distcheck.log)"
+    # A failed make check inside distcheck leaves its test-suite.log behind.
+    cat build/postern-*/_build/sub/test-suite.log 2>/dev/null | head -100
+    tail -40 build/distcheck.log
+fi
 
 echo "== build (clang, ASan+UBSan) and make check again, daemons included"
 CC=clang sh scripts/build.sh build-san --enable-werror --enable-sanitizers || exit 1
@@ -60,8 +80,8 @@ done
 # One closing line over every test run above.
 sum() { cat build/test-suite.log build-san/test-suite.log 2>/dev/null |
         sed -n "s/^# $1: *//p" | awk '{s += $1} END {print s + 0}'; }
-pass=$(( $(sum PASS) + fuzz_pass ))
-fail=$(( $(sum FAIL) + $(sum ERROR) + fuzz_fail + san_reports ))
+pass=$(( $(sum PASS) + fuzz_pass + distcheck_pass ))
+fail=$(( $(sum FAIL) + $(sum ERROR) + fuzz_fail + san_reports + distcheck_fail ))
 skip=$(sum SKIP)
 [ "$fail" -eq 0 ] || status=1
 echo "$pass passed, $fail failed, $skip skipped"

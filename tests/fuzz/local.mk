@@ -1,6 +1,11 @@
 # tests/fuzz/: libFuzzer targets. With --enable-fuzzers (CC=clang) they are real
 # fuzzers; otherwise they link a replay main and run over their seed corpus in make check.
-FUZZ_TARGETS = tests/fuzz/fuzz-address tests/fuzz/fuzz-smtp-session tests/fuzz/fuzz-proxy
+# One replay script per target; they are the make check tests without
+# --enable-fuzzers and are distributed either way.
+FUZZ_REPLAY_TESTS = tests/fuzz/replay-address.sh tests/fuzz/replay-smtp-session.sh \
+	tests/fuzz/replay-proxy.sh tests/fuzz/replay-smtp-reply.sh
+FUZZ_TARGETS = tests/fuzz/fuzz-address tests/fuzz/fuzz-smtp-session tests/fuzz/fuzz-proxy \
+	tests/fuzz/fuzz-smtp-reply
 if ENABLE_FUZZERS
 FUZZ_CFLAGS = -fsanitize=fuzzer
 FUZZ_MAIN =
@@ -9,12 +14,10 @@ else
 FUZZ_CFLAGS =
 FUZZ_MAIN = tests/fuzz/replay-main.c
 check_PROGRAMS += $(FUZZ_TARGETS)
-FUZZ_REPLAY_TESTS = tests/fuzz/replay-address.sh tests/fuzz/replay-smtp-session.sh \
-	tests/fuzz/replay-proxy.sh
 TESTS += $(FUZZ_REPLAY_TESTS)
 endif
-EXTRA_DIST += tests/fuzz/corpus tests/fuzz/replay.sh tests/fuzz/replay-address.sh \
-	tests/fuzz/replay-smtp-session.sh tests/fuzz/replay-proxy.sh
+# The corpora go in whole, one directory per target (cp -R).
+EXTRA_DIST += tests/fuzz/corpus tests/fuzz/replay.sh $(FUZZ_REPLAY_TESTS)
 
 tests_fuzz_fuzz_address_SOURCES = tests/fuzz/fuzz-address.c $(FUZZ_MAIN)
 tests_fuzz_fuzz_address_CFLAGS = $(AM_CFLAGS) $(FUZZ_CFLAGS)

@@ -3,9 +3,12 @@
 INTEGRATION_TESTS = \
 	tests/integration/test_smtp_basic.py \
 	tests/integration/test_tls_auth.py \
-	tests/integration/test_daemon.py
+	tests/integration/test_daemon.py \
+	tests/integration/test_edge_cases.py \
+	tests/integration/test_relay.py
 TESTS += $(INTEGRATION_TESTS)
-EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/harness.py
+EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/harness.py \
+	tests/integration/make-test-ca.sh
 TEST_EXTENSIONS = .py .sh
 PY_LOG_COMPILER = python3
 SH_LOG_COMPILER = $(SHELL)
