@@ -7,7 +7,8 @@ lib_libpostern_a_SOURCES = \
 	lib/netaddr.c lib/netaddr.h \
 	lib/passwd.c lib/passwd.h \
 	lib/workpool.c lib/workpool.h \
-	lib/tls.c lib/tls.h
+	lib/tls.c lib/tls.h \
+	lib/dns.c lib/dns.h
 
 POSTERN_LIBS = lib/libpostern.a $(LIBEVENT_LIBS) $(OPENSSL_LIBS) $(LIBCONFIG_LIBS) \
-	$(CRYPT_LIBS) $(PTHREAD_LIBS)
+	$(CARES_LIBS) $(CRYPT_LIBS) $(PTHREAD_LIBS)

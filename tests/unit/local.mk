@@ -9,7 +9,8 @@ UNIT_TESTS = \
 	tests/unit/test-passwd \
 	tests/unit/test-sasl \
 	tests/unit/test-spool \
-	tests/unit/test-netaddr
+	tests/unit/test-netaddr \
+	tests/unit/test-dns
 check_PROGRAMS += $(UNIT_TESTS)
 TESTS += $(UNIT_TESTS)
 UNIT_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
@@ -35,3 +36,5 @@ tests_unit_test_spool_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_spool_LDADD = $(UNIT_LIBS)
 tests_unit_test_netaddr_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_netaddr_LDADD = $(UNIT_LIBS)
+tests_unit_test_dns_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_dns_LDADD = $(UNIT_LIBS)
