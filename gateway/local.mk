@@ -21,7 +21,7 @@ gateway_libgateway_a_SOURCES = \
 	gateway/spool.c gateway/spool.h \
 	gateway/spool-format.c gateway/spool-format.h
 
-GATEWAY_LIBS = gateway/libgateway.a $(POSTERN_LIBS)
+GATEWAY_LIBS = gateway/libgateway.a relay/librelay.a gateway/libgateway.a $(POSTERN_LIBS)
 
 sbin_PROGRAMS += posternd
 posternd_SOURCES = gateway/main.c

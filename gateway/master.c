@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -22,19 +23,34 @@
 
 #include <event2/event.h>
 
+#if defined(__SANITIZE_ADDRESS__)
+#define POSTERN_LSAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define POSTERN_LSAN 1
+#endif
+#endif
+#ifdef POSTERN_LSAN
+#include <sanitizer/lsan_interface.h>
+#endif
+
 #include "gateway/limits.h"
 #include "gateway/listener.h"
 #include "gateway/server-config.h"
 #include "gateway/spool.h"
 #include "gateway/worker.h"
 #include "lib/log.h"
+#include "relay/qmgr.h"
 
 #define MAX_SLOTS 128 /* worker rows in the limits table: two generations */
+
+enum slot_role { SLOT_SMTP, SLOT_QMGR };
 
 struct slot {
     pid_t pid;
     unsigned generation;
     time_t started;
+    enum slot_role role;
 };
 
 struct master {
@@ -106,10 +122,10 @@ static int resolve_user(struct master *m)
 /* The spool belongs to the workers' user. */
 static int prepare_spool(struct master *m)
 {
-    static const char *const subdirs[] = { "", "/tmp", "/queue", "/corrupt" };
+    static const char *const subdirs[] = { "", "/tmp", "/queue", "/corrupt", "/hold" };
     char path[4096], error[512];
 
-    for (size_t i = 0; i < 4; i++) {
+    for (size_t i = 0; i < sizeof(subdirs) / sizeof(subdirs[0]); i++) {
         snprintf(path, sizeof(path), "%s%s", m->cfg->server.spool_dir, subdirs[i]);
         if (mkdir(path, 0700) < 0 && errno != EEXIST) {
             log_error("cannot create %s: %s", path, strerror(errno));
@@ -118,6 +134,13 @@ static int prepare_spool(struct master *m)
         if (m->drop && chown(path, m->uid, m->gid) < 0)
             log_warning("cannot chown %s: %s", path, strerror(errno));
     }
+    if (qmgr_fifo_create(m->cfg->server.spool_dir, error, sizeof(error)) < 0) {
+        log_error("%s", error);
+        return -1;
+    }
+    snprintf(path, sizeof(path), "%s/%s", m->cfg->server.spool_dir, QMGR_FIFO);
+    if (m->drop && chown(path, m->uid, m->gid) < 0)
+        log_warning("cannot chown %s: %s", path, strerror(errno));
     if (spool_recover(m->cfg->server.spool_dir, error, sizeof(error)) < 0) {
         log_error("spool recovery: %s", error);
         return -1;
@@ -150,19 +173,25 @@ static void free_loop(struct master *m)
     m->base = NULL;
 }
 
+/* In a child after fork: the child runs its own loop and signal handlers.
+ * The master's loop is reinitialized before it is freed: the epoll instance
+ * and the signal pipe are shared with the master after fork, and freeing
+ * them as they are would unregister the master's signal pipe from its
+ * epoll, leaving the master deaf to SIGCHLD, SIGHUP and SIGTERM. */
+static void leave_master_loop(struct master *m)
+{
+    event_reinit(m->base);
+    free_loop(m);
+}
+
 static void child_main(struct master *m, unsigned slot)
 {
     struct worker w;
     char error[512], tag[32];
     int rc;
 
-    /* The worker runs its own loop and signal handlers. The master's loop is
-     * reinitialized before it is freed: the epoll instance and the signal
-     * pipe are shared with the master after fork, and freeing them as they
-     * are would unregister the master's signal pipe from its epoll, leaving
-     * the master deaf to SIGCHLD, SIGHUP and SIGTERM. */
-    event_reinit(m->base);
-    free_loop(m);
+    leave_master_loop(m);
+    prctl(PR_SET_NAME, "postern-smtp");
     snprintf(tag, sizeof(tag), "smtp[%u]", slot);
     log_set_process(tag);
     close(m->pipe_fd[1]);
@@ -174,6 +203,41 @@ static void child_main(struct master *m, unsigned slot)
     }
     rc = worker_run(&w, m->socks, m->sock_count, m->pipe_fd[0]);
     worker_free(&w);
+#ifdef POSTERN_LSAN
+    /* _exit skips the exit-time leak check of ASan builds: run it here, so
+     * that what a worker leaks is reported (and fails its exit status). */
+    __lsan_do_leak_check();
+#endif
+    _exit(rc);
+}
+
+static void qmgr_main(struct master *m)
+{
+    struct event_base *base;
+    const struct postern_config *cfg = m->cfg;
+    struct qmgr_params p = {
+        .spool_dir = cfg->server.spool_dir,
+        .hostname = cfg->server.hostname,
+        .relay = &cfg->delivery,
+        .nameservers = (const char *const *)cfg->dns.nameservers.items,
+        .nameserver_count = cfg->dns.nameservers.count,
+        .dns_timeout_ms = (unsigned)cfg->dns.timeout,
+        .dns_attempts = (unsigned)cfg->dns.attempts,
+        .shutdown_grace_ms = cfg->server.shutdown_grace,
+    };
+    int rc;
+
+    leave_master_loop(m);
+    prctl(PR_SET_NAME, "postern-qmgr");
+    log_set_process("qmgr");
+    close(m->pipe_fd[1]);
+    signal(SIGPIPE, SIG_IGN);
+    listeners_close(&m->socks, m->sock_count); /* the queue manager accepts nothing */
+    drop_privileges(m);
+    if ((base = event_base_new()) == NULL)
+        _exit(1);
+    rc = qmgr_run(base, &p);
+    event_base_free(base);
     _exit(rc);
 }
 
@@ -186,7 +250,7 @@ static int free_slot(const struct master *m)
     return -1;
 }
 
-static void spawn(struct master *m)
+static void spawn(struct master *m, enum slot_role role)
 {
     int slot = free_slot(m);
     pid_t pid;
@@ -201,9 +265,11 @@ static void spawn(struct master *m)
         log_error("fork: %s", strerror(errno));
         return;
     }
+    if (pid == 0 && role == SLOT_QMGR)
+        qmgr_main(m);
     if (pid == 0)
         child_main(m, (unsigned)slot);
-    m->slots[slot] = (struct slot){ pid, m->generation, time(NULL) };
+    m->slots[slot] = (struct slot){ pid, m->generation, time(NULL), role };
 }
 
 static unsigned running(const struct master *m, unsigned generation)
@@ -211,14 +277,28 @@ static unsigned running(const struct master *m, unsigned generation)
     unsigned n = 0;
 
     for (unsigned i = 0; i < MAX_SLOTS; i++)
-        n += m->slots[i].pid != 0 && m->slots[i].generation == generation;
+        n += m->slots[i].pid != 0 && m->slots[i].generation == generation &&
+             m->slots[i].role == SLOT_SMTP;
     return n;
 }
 
+static unsigned running_qmgr(const struct master *m)
+{
+    unsigned n = 0;
+
+    for (unsigned i = 0; i < MAX_SLOTS; i++)
+        n += m->slots[i].pid != 0 && m->slots[i].role == SLOT_QMGR;
+    return n;
+}
+
+/* SMTP workers of this generation, and exactly one queue manager: a new
+ * one starts only after the old one has exited (two would deliver twice). */
 static void fill_workers(struct master *m)
 {
     while (!m->stopping && running(m, m->generation) < m->workers)
-        spawn(m);
+        spawn(m, SLOT_SMTP);
+    if (!m->stopping && running_qmgr(m) == 0)
+        spawn(m, SLOT_QMGR);
 }
 
 static void on_respawn(evutil_socket_t fd, short what, void *arg)
@@ -239,7 +319,8 @@ static void reap(struct master *m)
             struct slot *sl = &m->slots[i];
             if (sl->pid != pid)
                 continue;
-            bool current = sl->generation == m->generation && !m->stopping;
+            bool current = (sl->generation == m->generation || sl->role == SLOT_QMGR) &&
+                           !m->stopping;
             if (WIFSIGNALED(status))
                 log_error("worker %u (pid %d) killed by signal %d%s", i, (int)pid,
                           WTERMSIG(status), current ? "; restarting" : "");
@@ -251,7 +332,8 @@ static void reap(struct master *m)
             sl->pid = 0;
         }
     }
-    if (m->stopping && running(m, m->generation) + running(m, m->generation - 1) == 0) {
+    if (m->stopping && running(m, m->generation) + running(m, m->generation - 1) +
+                           running_qmgr(m) == 0) {
         event_base_loopexit(m->base, NULL);
         return;
     }
@@ -262,7 +344,8 @@ static void reap(struct master *m)
 static void signal_generation(struct master *m, unsigned generation, int sig)
 {
     for (unsigned i = 0; i < MAX_SLOTS; i++) {
-        if (m->slots[i].pid != 0 && m->slots[i].generation == generation)
+        if (m->slots[i].pid != 0 && m->slots[i].generation == generation &&
+            m->slots[i].role == SLOT_SMTP)
             kill(m->slots[i].pid, sig);
     }
 }
@@ -303,6 +386,10 @@ static void reload(struct master *m)
     m->sock_count = count;
     m->workers = worker_count(cfg);
     signal_generation(m, m->generation, SIGUSR1);
+    for (unsigned i = 0; i < MAX_SLOTS; i++) {
+        if (m->slots[i].pid != 0 && m->slots[i].role == SLOT_QMGR)
+            kill(m->slots[i].pid, SIGTERM);
+    }
     m->generation++;
     log_info("reloaded %s: %u workers", cfg->path, m->workers);
     fill_workers(m);
@@ -324,7 +411,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
             if (m->slots[i].pid != 0)
                 kill(m->slots[i].pid, SIGTERM);
         }
-        if (running(m, m->generation) + running(m, m->generation - 1) == 0)
+        if (running(m, m->generation) + running(m, m->generation - 1) + running_qmgr(m) == 0)
             event_base_loopexit(m->base, NULL);
     }
 }

@@ -30,7 +30,7 @@ static const struct cfg_key server_keys[] = {
     { "spool_dir", CFG_STRING, S(spool_dir), LOCALSTATEDIR "/spool/postern", 0, 0, NULL,
       "the durable queue" },
     { "spool_min_free", CFG_SIZE, S(spool_min_free), "100M", 0, 1LL << 50, NULL,
-      "free space below which MAIL gets 452 4.3.1" },
+      "free space below which MAIL gets 452 4.3.1 (checked with SIZE added)" },
     { "pid_file", CFG_STRING, S(pid_file), NULL, 0, 0, NULL, "master's pid file (none by default)" },
     { "log_target", CFG_STRING, S(log_target), "stderr", 0, 0, NULL, "stderr or syslog" },
     { "log_facility", CFG_STRING, S(log_facility), "mail", 0, 0, NULL, "syslog facility" },
@@ -106,6 +106,16 @@ static const struct cfg_key auth_keys[] = {
 };
 #undef S
 
+#define S(field) offsetof(struct dns_settings, field)
+static const struct cfg_key dns_keys[] = {
+    { "nameservers", CFG_STRLIST, S(nameservers), "", 0, 0, NULL,
+      "resolvers: \"127.0.0.1\", \"127.0.0.1:5353\", \"[::1]:53\" (empty = /etc/resolv.conf)" },
+    { "timeout", CFG_DURATION, S(timeout), "2s", 100, SEC(60), NULL, "per try" },
+    { "attempts", CFG_INT, S(attempts), "2", 1, 10, NULL, "tries per query" },
+    { .name = NULL },
+};
+#undef S
+
 static const char *const role_values[] = { "mx", "submission", "submissions", NULL };
 static const char *const proxy_values[] = { "off", "v1", "v2", "any", NULL };
 
@@ -139,6 +149,7 @@ static const struct {
     { "relay", relay_keys, offsetof(struct postern_config, relay) },
     { "tls", tls_keys, offsetof(struct postern_config, tls) },
     { "auth", auth_keys, offsetof(struct postern_config, auth) },
+    { "dns", dns_keys, offsetof(struct postern_config, dns) },
 };
 #define N_SECTIONS (sizeof(sections) / sizeof(sections[0]))
 
@@ -147,6 +158,7 @@ void postern_config_describe(FILE *out)
     for (size_t i = 0; i < N_SECTIONS; i++)
         cfg_section_describe(out, sections[i].name, sections[i].keys);
     cfg_section_describe(out, "listeners", listener_keys);
+    relay_config_describe(out);
 }
 
 static void check_top_level(const config_t *cf, struct cfg_errors *errs)
@@ -156,12 +168,14 @@ static void check_top_level(const config_t *cf, struct cfg_errors *errs)
     for (int i = 0; i < config_setting_length(root); i++) {
         const config_setting_t *s = config_setting_get_elem(root, i);
         const char *name = config_setting_name(s);
-        bool known = strcmp(name, "listeners") == 0;
+        bool known = strcmp(name, "listeners") == 0 || strcmp(name, "transports") == 0 ||
+                     strcmp(name, "queue") == 0;
         for (size_t j = 0; j < N_SECTIONS; j++)
             known = known || strcmp(name, sections[j].name) == 0;
         if (!known)
             cfg_error_add(errs, s, "unknown section \"%s\"", name);
-        else if (config_setting_type(s) != CONFIG_TYPE_GROUP && strcmp(name, "listeners") != 0)
+        else if (config_setting_type(s) != CONFIG_TYPE_GROUP && strcmp(name, "listeners") != 0 &&
+                 strcmp(name, "transports") != 0)
             cfg_error_add(errs, s, "%s must be a group { ... }", name);
     }
 }
@@ -315,6 +329,7 @@ struct postern_config *postern_config_load(const char *path, struct cfg_errors *
         cfg_section_load(config_lookup(&cf, sections[i].name), sections[i].keys,
                          (char *)cfg + sections[i].offset, errs);
     load_listeners(cfg, &cf, errs);
+    relay_config_load(&cfg->delivery, &cf, errs);
     if (errs->count == before)
         derive(cfg, &cf, errs);
     config_destroy(&cf);
@@ -334,6 +349,7 @@ void postern_config_free(struct postern_config **cfgp)
     for (size_t i = 0; i < cfg->listener_count; i++)
         cfg_section_free(listener_keys, &cfg->listeners[i]);
     free(cfg->listeners);
+    relay_config_free(&cfg->delivery);
     netaddr_list_free(&cfg->trusted);
     netaddr_list_free(&cfg->xclient);
     SSL_CTX_free(cfg->tls_ctx);

@@ -17,6 +17,7 @@
 
 #include "lib/cfg.h"
 #include "lib/netaddr.h"
+#include "relay/relay-config.h"
 
 struct passwd_db;
 
@@ -57,6 +58,12 @@ struct smtp_settings {
     bool chunking;
 };
 
+struct dns_settings {
+    struct cfg_strlist nameservers;
+    long long timeout;
+    long long attempts;
+};
+
 struct relay_settings {
     struct cfg_strlist local_domains;
     struct cfg_strlist trusted_networks;
@@ -90,8 +97,10 @@ struct postern_config {
     struct relay_settings relay;
     struct tls_settings tls;
     struct auth_settings auth;
+    struct dns_settings dns;
     struct listener_settings *listeners;
     size_t listener_count;
+    struct relay_config delivery; /* the queue manager's sections: queue, transports */
 
     /* derived */
     struct netaddr_list trusted;

@@ -23,6 +23,7 @@
 #include "gateway/spool.h"
 #include "gateway/worker.h"
 #include "lib/log.h"
+#include "relay/qmgr.h"
 
 #define SPOOL_FLUSH_AT (64 * 1024)
 
@@ -44,9 +45,11 @@ static void add_received(struct smtp_session *s, struct evbuffer *out)
 
     localtime_r(&now, &tm);
     strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
-    evbuffer_add_printf(out, "Received: from %s (%s [%s])\r\n\tby %s (Postern) with %s id %s",
-                        s->helo, s->client_name, s->client_addr, s->cfg->server.hostname,
-                        protocol_name(s), s->txn->queue_id);
+    /* TCP-info is an address literal (RFC 5321 §4.4): "[IPv6:...]" for v6. */
+    evbuffer_add_printf(out, "Received: from %s (%s [%s%s])\r\n\tby %s (Postern) with %s id %s",
+                        s->helo, s->client_name, netaddr_is_v4(&s->client) ? "" : "IPv6:",
+                        s->client_addr, s->cfg->server.hostname, protocol_name(s),
+                        s->txn->queue_id);
     if (s->tls && s->tls_desc[0] != '\0')
         evbuffer_add_printf(out, "\r\n\t(using %s)", s->tls_desc);
     if (s->txn->rcpt_count == 1) {
@@ -217,6 +220,15 @@ static void log_summary(struct smtp_session *s, const char *action)
              (long)d.tv_usec / 10000);
 }
 
+/* Tells the queue manager at once; its scans find the message otherwise. */
+static void notify_qmgr(struct smtp_session *s, const char *queue_id)
+{
+    char line[SPOOL_QUEUE_ID_MAX + 4];
+
+    snprintf(line, sizeof(line), "Q %s\n", queue_id);
+    qmgr_notify(s->cfg->server.spool_dir, &s->worker->qmgr_fd, line);
+}
+
 static void commit_done(void *ctx, int error)
 {
     struct smtp_session *s = ctx;
@@ -229,6 +241,7 @@ static void commit_done(void *ctx, int error)
         log_summary(s, "tempfail");
     } else {
         smtp_reply(s, 250, "2.0.0", "Ok: queued as %s", t->queue_id);
+        notify_qmgr(s, t->queue_id);
         log_summary(s, t->verdict == SMTP_VERDICT_HOLD ? "hold" : "accept");
         s->messages++;
     }

@@ -42,6 +42,7 @@ int worker_init(struct worker *w, const struct postern_config *cfg, unsigned ind
     w->index = index;
     w->limits = limits;
     w->hooks = &smtp_hooks_accept_all;
+    w->qmgr_fd = -1;
     if ((w->base = event_base_new()) == NULL) {
         snprintf(error, errsize, "cannot create the event loop");
         return -1;
@@ -58,11 +59,20 @@ int worker_init(struct worker *w, const struct postern_config *cfg, unsigned ind
 
 void worker_free(struct worker *w)
 {
+    /* Sessions still open (the shutdown grace ran out) go first: they
+     * detach from their AUTH checks and spool commits, which the pool and
+     * the spool then settle and free. */
+    while (w->sessions != NULL) {
+        struct smtp_session *s = w->sessions;
+        smtp_session_destroy(&s);
+    }
     for (size_t i = 0; i < w->accepting_count; i++)
         evconnlistener_free(w->accepting[i]);
     free(w->accepting);
     w->accepting = NULL;
     w->accepting_count = 0;
+    if (w->qmgr_fd >= 0)
+        close(w->qmgr_fd);
     workpool_destroy(&w->auth_pool);
     spool_close(&w->spool);
     for (size_t i = 0; i < sizeof(w->signals) / sizeof(w->signals[0]); i++) {

@@ -34,6 +34,7 @@ struct worker {
     struct spool *spool;
     struct workpool *auth_pool;
     const struct smtp_hooks *hooks;
+    int qmgr_fd;               /* the queue manager's FIFO, opened on first use; -1 */
 
     struct evconnlistener **accepting;
     size_t accepting_count;

@@ -26,13 +26,23 @@ def proc_stat(pid):
     return fields[0], int(fields[1])
 
 
-def children(pid):
-    """Live (not zombie) child processes of pid."""
+def comm(pid):
+    try:
+        with open("/proc/%d/comm" % pid) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def children(pid, name="postern-smtp"):
+    """Live (not zombie) SMTP worker processes of pid (name "postern-qmgr"
+    for the queue manager, None for every child)."""
     out = []
     for d in os.listdir("/proc"):
         if d.isdigit():
             st = proc_stat(int(d))
-            if st is not None and st[1] == pid and st[0] != "Z":
+            if st is not None and st[1] == pid and st[0] != "Z" and \
+                    (name is None or comm(int(d)) == name):
                 out.append(int(d))
     return sorted(out)
 
@@ -135,7 +145,8 @@ def queue_complete(p, qid, body=MSG.split(b"\r\n\r\n")[1]):
     """The queue file is whole: content of the header's length, the envelope
     up to END, and the message body at the end of the content."""
     content, env = p.queued_message(qid)
-    return env.endswith(b"END\n") and content.endswith(b"\r\n" + body)
+    # the queue manager may have appended its state records after END
+    return (env.endswith(b"END\n") or b"\nEND\n" in env) and content.endswith(b"\r\n" + body)
 
 
 def posternd(*args):
