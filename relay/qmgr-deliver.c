@@ -30,6 +30,8 @@
 static void dest_run(struct qdest *d);
 static void connect_next(struct qjob *j);
 static void run_waiting(const void *node, VISIT v, void *arg);
+static void job_connect_fresh(struct qjob *j);
+static void job_resolve(struct qjob *j);
 
 static int cmp_dest(const void *a, const void *b)
 {
@@ -211,6 +213,19 @@ static void park(struct qconn *c)
     d->idle = c;
 }
 
+/* A cached connection the server had closed fails before anything is
+ * sent: that is not a delivery attempt, so the job gets a new connection. */
+static bool stale_connection(const struct qconn *c, const struct smtp_client_result *r)
+{
+    if (c->sent == 0 || r->connection_usable)
+        return false;
+    for (size_t k = 0; k < r->rcpt_count; k++) {
+        if (r->outcome[k] != SMTP_RCPT_DEFERRED || strcmp(r->status[k].enhanced, "4.4.2") != 0)
+            return false;
+    }
+    return true;
+}
+
 static void on_sent(void *ctx, struct smtp_client *client, const struct smtp_client_result *r)
 {
     struct qjob *j = ctx;
@@ -218,6 +233,13 @@ static void on_sent(void *ctx, struct smtp_client *client, const struct smtp_cli
     char peer[300];
 
     (void)client;
+    if (!j->fresh_retry && stale_connection(c, r)) {
+        j->fresh_retry = true;
+        j->conn = NULL;
+        conn_free(c);
+        job_connect_fresh(j);
+        return;
+    }
     for (size_t k = 0; k < j->count && k < r->rcpt_count; k++) {
         j->msg->outcome[j->idx[k]] = r->outcome[k];
         j->msg->status[j->idx[k]] = r->status[k];
@@ -413,6 +435,23 @@ static void job_resolve(struct qjob *j)
     }
 }
 
+/* A new connection: resolve the next hop and try its addresses. */
+static void job_connect_fresh(struct qjob *j)
+{
+    j->addr_count = j->addr_next = 0;
+    if (j->addrs == NULL)
+        j->addrs = calloc(QJOB_MAX_ADDRS, sizeof(*j->addrs));
+    if (j->addr_names == NULL)
+        j->addr_names = calloc(QJOB_MAX_ADDRS, sizeof(*j->addr_names));
+    if (j->addrs == NULL || j->addr_names == NULL) {
+        struct smtp_status s;
+        smtp_status_set(&s, 451, "4.3.0", "out of memory");
+        job_fail_all(j, SMTP_RCPT_DEFERRED, &s);
+        return;
+    }
+    job_resolve(j);
+}
+
 static void job_start(struct qjob *j)
 {
     struct qdest *d = j->dest;
@@ -433,15 +472,7 @@ static void job_start(struct qjob *j)
         send_job(j, c);
         return;
     }
-    j->addrs = calloc(QJOB_MAX_ADDRS, sizeof(*j->addrs));
-    j->addr_names = calloc(QJOB_MAX_ADDRS, sizeof(*j->addr_names));
-    if (j->addrs == NULL || j->addr_names == NULL) {
-        struct smtp_status s;
-        smtp_status_set(&s, 451, "4.3.0", "out of memory");
-        job_fail_all(j, SMTP_RCPT_DEFERRED, &s);
-        return;
-    }
-    job_resolve(j);
+    job_connect_fresh(j);
 }
 
 static void dest_run(struct qdest *d)
@@ -576,7 +607,17 @@ void qmgr_attempt(struct qmsg *m)
     struct qjob **jobs;
     size_t njobs;
 
-    if (q->stopping || m->jobs_running > 0 || !attempt_alloc(m))
+    char path[4200];
+
+    if (q->stopping || m->jobs_running > 0)
+        return;
+    qmgr_message_path(q, m->id, path, sizeof(path));
+    if (access(path, F_OK) < 0) {
+        log_info("%s: no longer in the active queue", m->id);
+        qmgr_message_free(m); /* held or deleted while an attempt was settling */
+        return;
+    }
+    if (!attempt_alloc(m))
         return;
     jobs = calloc(m->qf->env->rcpt_count, sizeof(*jobs));
     if (jobs == NULL)

@@ -80,6 +80,7 @@ struct qjob {
     char (*addr_names)[256];
     struct smtp_status last;    /* why the last address failed */
     struct qconn *conn;
+    bool fresh_retry;           /* a stale cached connection was replaced once */
 };
 
 struct qmgr {
