@@ -52,6 +52,21 @@ static evutil_socket_t take_old(struct listener_socket *old, size_t old_count, c
     return -1;
 }
 
+/* A failed reload: the sockets taken from old go back there, so that the
+ * running configuration (and the workers it starts later) keeps them. */
+static void give_back(struct listener_socket *old, size_t old_count, struct listener_socket *socks,
+                      size_t count)
+{
+    for (size_t k = 0; k < count; k++) {
+        for (size_t i = 0; i < old_count && socks[k].fd >= 0; i++) {
+            if (old[i].fd < 0 && strcmp(old[i].address, socks[k].address) == 0) {
+                old[i].fd = socks[k].fd;
+                socks[k].fd = -1;
+            }
+        }
+    }
+}
+
 int listeners_bind(const struct postern_config *cfg, struct listener_socket *old, size_t old_count,
                    struct listener_socket **socks_r, size_t *count_r, char *error, size_t errsize)
 {
@@ -72,6 +87,7 @@ int listeners_bind(const struct postern_config *cfg, struct listener_socket *old
             snprintf(socks[n].address, sizeof(socks[n].address), "%s", l->address.items[j]);
             socks[n].fd = take_old(old, old_count, l->address.items[j]);
             if (socks[n].fd < 0 && (socks[n].fd = bind_one(l->address.items[j], error, errsize)) < 0) {
+                give_back(old, old_count, socks, n);
                 listeners_close(&socks, n);
                 return -1;
             }

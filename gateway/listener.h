@@ -23,7 +23,8 @@ struct listener_socket {
 
 /* Binds every address of every listener. Sockets from old (count old_count)
  * whose address matches are reused instead of bound again (on reload) and
- * their fd set to -1 in old. Returns 0 and a new array, or -1 with error. */
+ * their fd set to -1 in old. Returns 0 and a new array, or -1 with error and
+ * old as it was (the running configuration keeps its sockets). */
 int listeners_bind(const struct postern_config *cfg, struct listener_socket *old, size_t old_count,
                    struct listener_socket **socks_r, size_t *count_r, char *error, size_t errsize);
 

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -416,11 +417,33 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     }
 }
 
+/* Every session holds a descriptor, and the soft limit is often 1024 (below
+ * max_sessions): take the whole hard limit, for the workers too (they
+ * inherit it). The event loops use epoll, never select, so descriptors
+ * above FD_SETSIZE are fine. */
+static void raise_nofile_limit(void)
+{
+    struct rlimit rl;
+    rlim_t old;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+        return;
+    old = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+        log_warning("cannot raise the open file limit from %llu to %llu: %s",
+                    (unsigned long long)old, (unsigned long long)rl.rlim_max, strerror(errno));
+    else
+        log_info("open file limit raised from %llu to %llu", (unsigned long long)old,
+                 (unsigned long long)rl.rlim_max);
+}
+
 static int master_start(struct master *m)
 {
     static const int sigs[] = { SIGCHLD, SIGHUP, SIGTERM, SIGINT };
     char error[512];
 
+    raise_nofile_limit();
     if (resolve_user(m) < 0 || prepare_spool(m) < 0)
         return -1;
     if (listeners_bind(m->cfg, NULL, 0, &m->socks, &m->sock_count, error, sizeof(error)) < 0) {

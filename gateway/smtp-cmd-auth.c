@@ -39,17 +39,21 @@ static void check_work(void *ctx)
     job->ok = passwd_db_verify(job->db, job->cred.authcid, job->cred.password);
 }
 
-static void check_done(void *ctx)
+/* The pool's done(): runs once per job, also when the worker shuts down
+ * with the check still queued (cancelled: the password was never looked
+ * at). Frees the job either way. */
+static void check_done(void *ctx, bool cancelled)
 {
     struct sasl_job *job = ctx;
     struct smtp_session *s = job->session;
     char user[SASL_USER_MAX];
 
-    OPENSSL_cleanse(&job->cred.password, sizeof(job->cred.password));
     if (s != NULL) {
         s->auth_job = NULL;
         log_sanitize(user, sizeof(user), job->cred.authcid, strlen(job->cred.authcid));
-        if (job->ok == 1) {
+        if (cancelled) {
+            smtp_reply(s, 454, "4.7.0", "Temporary authentication failure");
+        } else if (job->ok == 1) {
             s->authenticated = true;
             snprintf(s->auth_user, sizeof(s->auth_user), "%s", user);
             log_info("%s: authenticated as %s", s->client_addr, user);
@@ -59,16 +63,29 @@ static void check_done(void *ctx)
             log_info("%s: authentication failed for %s", s->client_addr, user);
             smtp_reply_error(s, 535, "5.7.8", "Error: authentication failed");
         }
-        smtp_session_resume(s, SMTP_S_COMMAND);
     }
+    OPENSSL_cleanse(job, sizeof(*job));
     free(job);
+    if (s != NULL)
+        smtp_session_resume(s, SMTP_S_COMMAND);
+}
+
+/* Wipes and frees the credentials being collected, if any. */
+static void drop_pending(struct smtp_session *s)
+{
+    if (s->auth_job_pending == NULL)
+        return;
+    OPENSSL_cleanse(s->auth_job_pending, sizeof(*s->auth_job_pending));
+    free(s->auth_job_pending);
+    s->auth_job_pending = NULL;
 }
 
 void smtp_session_auth_cancel(struct smtp_session *s)
 {
     if (s->auth_job != NULL)
-        s->auth_job->session = NULL;
+        s->auth_job->session = NULL; /* check_done frees it */
     s->auth_job = NULL;
+    drop_pending(s);
 }
 
 static void start_check(struct smtp_session *s, struct sasl_job *job)
@@ -87,6 +104,7 @@ static void start_check(struct smtp_session *s, struct sasl_job *job)
     s->state = SMTP_S_WAIT;
     if (workpool_submit(s->worker->auth_pool, check_work, check_done, job) < 0) {
         s->auth_job = NULL;
+        OPENSSL_cleanse(job, sizeof(*job));
         free(job);
         s->state = SMTP_S_COMMAND;
         smtp_reply(s, 454, "4.7.0", "Temporary authentication failure");
@@ -95,6 +113,7 @@ static void start_check(struct smtp_session *s, struct sasl_job *job)
 
 static void auth_fail_syntax(struct smtp_session *s, const char *error)
 {
+    drop_pending(s);
     s->auth_mech = MECH_NONE;
     s->state = SMTP_S_COMMAND;
     smtp_reply_error(s, 501, "5.5.2", "Error: %s", error);
@@ -128,6 +147,7 @@ static void auth_step(struct smtp_session *s, const char *resp, size_t len)
 void smtp_session_auth_input(struct smtp_session *s, const char *line, size_t len)
 {
     if (len == 1 && line[0] == '*') {
+        drop_pending(s);
         s->auth_mech = MECH_NONE;
         s->state = SMTP_S_COMMAND;
         smtp_reply_error(s, 501, "5.7.0", "Error: authentication aborted");
@@ -169,10 +189,13 @@ void smtp_cmd_auth(struct smtp_session *s, const char *args, size_t len)
         smtp_reply_error(s, 504, "5.5.4", "Error: unsupported authentication mechanism");
         return;
     }
-    free(s->auth_job_pending);
+    drop_pending(s);
     s->auth_job_pending = calloc(1, sizeof(struct sasl_job));
-    if (s->auth_job_pending == NULL)
+    if (s->auth_job_pending == NULL) {
+        s->auth_mech = MECH_NONE;
+        smtp_reply(s, 454, "4.7.0", "Temporary authentication failure");
         return;
+    }
     if (mlen < len) {
         auth_step(s, args + mlen + 1, len - mlen - 1);
         return;

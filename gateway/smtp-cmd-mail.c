@@ -130,6 +130,18 @@ void smtp_cmd_mail(struct smtp_session *s, const char *args, size_t len)
         smtp_reply_error(s, 553, "5.6.7", "Must declare SMTPUTF8 to send non-ASCII addresses");
         return;
     }
+    /* RFC 1870 §6.1: a declared size the spool cannot take now is a 452 at
+     * MAIL, not a 451 after the client has sent it all. SIZE is already
+     * bounded by message_size_limit, so the sum cannot overflow. */
+    if (t->mail.has_size && s->worker->spool != NULL &&
+        !spool_has_space(s->worker->spool,
+                         (uint64_t)s->cfg->server.spool_min_free + t->mail.size)) {
+        log_warning("spool is short of space for SIZE=%llu: MAIL from %s deferred",
+                    (unsigned long long)t->mail.size, s->client_addr);
+        free(t);
+        smtp_reply(s, 452, "4.3.1", "Insufficient system storage");
+        return;
+    }
     gettimeofday(&t->start, NULL);
     s->txn = t;
     if (s->worker->spool != NULL)

@@ -94,6 +94,7 @@ struct smtp_session {
 
     unsigned errors;
     bool skip_line;       /* discarding an over-long command line */
+    bool input_paused;    /* replies wait for the client: not reading */
     bool close_after_reply;
     bool shutdown_requested;
     bool hook_pending;
@@ -121,7 +122,8 @@ void smtp_reply_error_status(struct smtp_session *s, const struct smtp_status *s
 void smtp_session_close_after_reply(struct smtp_session *s);
 /* Skips "FROM:" / "TO:" (any case) and spaces after it; NULL if absent. */
 const char *smtp_skip_keyword(const char *args, size_t *len, const char *kw);
-/* Cancels a pending AUTH check (the session is going away). */
+/* The session is going away: detaches its AUTH check (which then frees
+ * itself) and wipes the credentials being collected. */
 void smtp_session_auth_cancel(struct smtp_session *s);
 /* Runs a stage through the hooks; cont runs with the result (now or later). */
 void smtp_session_run_stage(struct smtp_session *s, enum smtp_stage stage,

@@ -37,6 +37,10 @@
 #include "lib/tls.h"
 
 #define INPUT_HIGH_WATERMARK (512 * 1024)
+/* Replies waiting for a client that does not read: past this, no more
+ * input is processed until they are written (on_write), so a pipelining
+ * client cannot make the session buffer replies without bound. */
+#define OUTPUT_HIGH_WATERMARK (64 * 1024)
 #define MIN_RATE_GRACE_MS 10000
 
 static void session_input(struct smtp_session *s);
@@ -96,8 +100,14 @@ void smtp_reply_error(struct smtp_session *s, unsigned code, const char *enhance
 
 void smtp_session_close_after_reply(struct smtp_session *s)
 {
+    long long ms = s->cfg->smtp.command_timeout;
+    struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
     s->state = SMTP_S_CLOSING;
     bufferevent_disable(s->bev, EV_READ);
+    /* A client that never reads its last reply is dropped after the command
+     * timeout (on_timer) instead of holding the session forever. */
+    evtimer_add(s->timer, &tv);
 }
 
 /* Over TLS, records the filter has handed to the socket bufferevent below
@@ -203,6 +213,12 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         arm_timer(s);
         return;
     }
+    if (s->state == SMTP_S_GREETING) {
+        /* The greet pause is ours, not the client's idleness: the command
+         * timeout starts with the greeting (send_greeting). */
+        arm_timer(s);
+        return;
+    }
     if (data_too_slow(s)) {
         timeout_close(s, "DATA");
         return;
@@ -223,10 +239,33 @@ static void on_read(struct bufferevent *bev, void *arg)
     session_input(s);
 }
 
+/* True when the replies waiting for the client are over the mark; then
+ * reading stops too (libevent would otherwise call on_read again and again
+ * for the input that is left at its high watermark), until on_write. */
+static bool output_full(struct smtp_session *s)
+{
+    if (evbuffer_get_length(bufferevent_get_output(s->bev)) <= OUTPUT_HIGH_WATERMARK)
+        return false;
+    if (!s->input_paused)
+        bufferevent_disable(s->bev, EV_READ);
+    s->input_paused = true;
+    return true;
+}
+
+/* The output is written out: goes on with the input held back by
+ * output_full, or finishes a close. */
 static void on_write(struct bufferevent *bev, void *arg)
 {
+    struct smtp_session *s = arg;
+
     (void)bev;
-    maybe_finish_close(arg);
+    if (s->input_paused && s->state != SMTP_S_CLOSING) {
+        s->input_paused = false;
+        bufferevent_enable(s->bev, EV_READ);
+        session_input(s); /* which finishes a close itself */
+        return;
+    }
+    maybe_finish_close(s);
 }
 
 static void on_event(struct bufferevent *bev, short events, void *arg)
@@ -335,6 +374,7 @@ static void send_greeting(struct smtp_session *s)
 {
     smtp_reply(s, 220, NULL, "%s %s", s->cfg->server.hostname, s->cfg->smtp.banner);
     s->state = SMTP_S_COMMAND;
+    gettimeofday(&s->last_input, NULL); /* the client's turn starts now */
 }
 
 static void connect_stage_done(struct smtp_session *s, const struct smtp_hook_result *r)
@@ -396,6 +436,10 @@ void smtp_session_start_tls(struct smtp_session *s)
         return;
     }
     bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
+    /* The filter moves records down only while the socket's buffer is under
+     * this, so replies a client does not read stay in the filter's output,
+     * where output_full sees them. */
+    bufferevent_setwatermark(s->bev, EV_WRITE, 0, OUTPUT_HIGH_WATERMARK);
     s->bev = tls;
     s->tls = true;
     set_callbacks(s);
@@ -518,7 +562,7 @@ static void session_input(struct smtp_session *s)
         size_t before = evbuffer_get_length(in);
         enum smtp_state st = s->state;
 
-        if (st == SMTP_S_WAIT || st == SMTP_S_CLOSING || before == 0)
+        if (st == SMTP_S_WAIT || st == SMTP_S_CLOSING || before == 0 || output_full(s))
             break;
         if (st == SMTP_S_PROXY)
             proxy_input(s);
@@ -629,12 +673,7 @@ static void session_free(struct smtp_session *s)
 {
     if (s->hook_pending)
         s->worker->hooks->cancel(s->worker->hooks->ctx, s);
-    if (s->auth_job != NULL)
-        smtp_session_auth_cancel(s);
-    if (s->auth_job_pending != NULL) {
-        OPENSSL_cleanse(s->auth_job_pending, sizeof(struct sasl_credentials));
-        free(s->auth_job_pending);
-    }
+    smtp_session_auth_cancel(s);
     smtp_session_reset_txn(s);
     if (s->limits_counted)
         limits_session_close(s->worker->limits, s->worker->index, &s->client);
@@ -646,6 +685,16 @@ static void session_free(struct smtp_session *s)
         event_free(s->greet_timer);
     bufferevent_free(s->bev);
     free(s);
+}
+
+void smtp_session_destroy(struct smtp_session **_s)
+{
+    struct smtp_session *s = *_s;
+
+    if (s == NULL)
+        return;
+    *_s = NULL;
+    session_free(s);
 }
 
 const char *smtp_session_client_addr(const struct smtp_session *s)

@@ -29,6 +29,10 @@ struct smtp_session *smtp_session_new(struct worker *w, const struct listener_so
  * for its spool commit answers 250 first and closes after. */
 void smtp_session_shutdown(struct smtp_session *s);
 
+/* Frees a session at once, without a reply (its worker is going away);
+ * clears *s. Not from inside the session's own callbacks. */
+void smtp_session_destroy(struct smtp_session **s);
+
 /* Accessors for hooks and logs. */
 const char *smtp_session_client_addr(const struct smtp_session *s);
 const char *smtp_session_queue_id(const struct smtp_session *s);

@@ -250,11 +250,15 @@ static void msg_free(struct spool_msg *msg)
     free(msg);
 }
 
-static void commit_done(void *arg)
+/* A job's done(): drains every finished message, whichever batch it was
+ * in. A cancelled job (the pool destroyed before it ran) cannot have taken
+ * messages: spool_close waits until none is in flight first. */
+static void commit_done(void *arg, bool cancelled)
 {
     struct spool *spool = arg;
     struct spool_msg *msg;
 
+    (void)cancelled;
     pthread_mutex_lock(&spool->lock);
     msg = msg_list_take(&spool->finished);
     pthread_mutex_unlock(&spool->lock);
@@ -616,8 +620,8 @@ void spool_close(struct spool **_spool)
     while (spool->inflight > 0)
         pthread_cond_wait(&spool->idle, &spool->lock);
     pthread_mutex_unlock(&spool->lock);
-    workpool_destroy(&spool->committer);
-    commit_done(spool);
+    workpool_destroy(&spool->committer); /* runs the done() still due */
+    commit_done(spool, false);           /* and in case none was */
     spool_free(spool);
 }
 

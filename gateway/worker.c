@@ -32,6 +32,8 @@
 struct accept_ctx {
     struct worker *w;
     const struct listener_socket *sock;
+    struct evconnlistener *listener;
+    struct event *resume; /* re-enables accepting after an accept error */
 };
 
 int worker_init(struct worker *w, const struct postern_config *cfg, unsigned index,
@@ -131,6 +133,38 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     smtp_session_new(ctx->w, ctx->sock, bev, sa, (socklen_t)salen);
 }
 
+static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+    struct accept_ctx *ctx = arg;
+
+    (void)fd;
+    (void)what;
+    if (!ctx->w->stopping)
+        evconnlistener_enable(ctx->listener);
+}
+
+/* accept() failed for a reason other than a client gone or a signal: most
+ * often EMFILE/ENFILE (out of descriptors). The pending connection stays in
+ * the backlog, so the socket stays readable: without a pause the loop would
+ * spin on accept (and log every failure). Stop accepting for a second. */
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+    struct accept_ctx *ctx = arg;
+    int err = EVUTIL_SOCKET_ERROR();
+    struct timeval tv = { 1, 0 };
+
+    evconnlistener_disable(l);
+    if (ctx->resume == NULL)
+        ctx->resume = evtimer_new(ctx->w->base, on_accept_resume, ctx);
+    if (ctx->resume == NULL) {
+        evconnlistener_enable(l); /* out of memory: better spin than go deaf */
+        return;
+    }
+    log_warning("listener %s: accept: %s; not accepting for 1 s", ctx->sock->settings->name,
+                strerror(err));
+    evtimer_add(ctx->resume, &tv);
+}
+
 static void stop_accepting(struct worker *w)
 {
     for (size_t i = 0; i < w->accepting_count; i++)
@@ -196,6 +230,8 @@ static int start_listeners(struct worker *w, const struct listener_socket *socks
         w->accepting[i] = evconnlistener_new(w->base, on_accept, &ctx[i], 0, -1, socks[i].fd);
         if (w->accepting[i] == NULL)
             return -1;
+        ctx[i].listener = w->accepting[i];
+        evconnlistener_set_error_cb(w->accepting[i], on_accept_error);
         w->accepting_count++;
     }
     return 0;
@@ -220,6 +256,10 @@ int worker_run(struct worker *w, const struct listener_socket *socks, size_t cou
         event_add(w->parent_watch, NULL);
     }
     event_base_dispatch(w->base);
+    for (size_t i = 0; i < count; i++) {
+        if (ctx[i].resume != NULL)
+            event_free(ctx[i].resume);
+    }
     free(ctx);
     return 0;
 }

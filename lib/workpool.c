@@ -7,9 +7,10 @@
  *
  * Trusts its caller: work() must not touch the loop, done() is the caller's,
  * and workpool_destroy() is never called from inside a done() of the same
- * pool (asserted). Jobs still queued at destroy time are dropped unrun; their
- * ctx remains the caller's to free. Pool threads block all signals so that
- * the process's handlers run on the loop thread.
+ * pool (asserted). Destroy settles every job (workpool.h): finished ones get
+ * done(ctx, false), queued ones done(ctx, true), so no ctx is ever dropped.
+ * Pool threads block all signals so that the process's handlers run on the
+ * loop thread.
  */
 #include "config.h"
 #include "lib/workpool.h"
@@ -29,7 +30,7 @@
 struct workpool_job {
     struct workpool_job *next;
     workpool_fn *work;
-    workpool_fn *done;
+    workpool_done_fn *done;
     void *ctx;
 };
 
@@ -71,16 +72,19 @@ static struct workpool_job *job_list_take(struct job_list *list)
     return head;
 }
 
-static void job_list_free(struct job_list *list)
+/* Runs done() for each job of a list taken off the pool, and frees them. */
+static void job_list_settle(struct workpool *pool, struct workpool_job *job, bool cancelled)
 {
-    struct workpool_job *job = job_list_take(list);
-
+    pool->dispatching = true;
     while (job != NULL) {
         struct workpool_job *next = job->next;
 
+        if (job->done != NULL)
+            job->done(job->ctx, cancelled);
         free(job);
         job = next;
     }
+    pool->dispatching = false;
 }
 
 /* Wakes the loop; an eventfd write only fails if the counter would overflow,
@@ -138,17 +142,7 @@ static void workpool_on_event(evutil_socket_t fd, short what, void *arg)
     pthread_mutex_lock(&pool->lock);
     job = job_list_take(&pool->finished);
     pthread_mutex_unlock(&pool->lock);
-
-    pool->dispatching = true;
-    while (job != NULL) {
-        struct workpool_job *next = job->next;
-
-        if (job->done != NULL)
-            job->done(job->ctx);
-        free(job);
-        job = next;
-    }
-    pool->dispatching = false;
+    job_list_settle(pool, job, false);
 }
 
 /* Starts the threads with every signal blocked; returns 0 or an errno. */
@@ -201,7 +195,7 @@ struct workpool *workpool_create(struct event_base *base, unsigned threads)
     return pool;
 }
 
-int workpool_submit(struct workpool *pool, workpool_fn *work, workpool_fn *done, void *ctx)
+int workpool_submit(struct workpool *pool, workpool_fn *work, workpool_done_fn *done, void *ctx)
 {
     struct workpool_job *job = malloc(sizeof(*job));
 
@@ -211,6 +205,12 @@ int workpool_submit(struct workpool *pool, workpool_fn *work, workpool_fn *done,
     job->done = done;
     job->ctx = ctx;
     pthread_mutex_lock(&pool->lock);
+    if (pool->stopping) { /* a done() run by workpool_destroy() */
+        pthread_mutex_unlock(&pool->lock);
+        free(job);
+        errno = ESHUTDOWN;
+        return -1;
+    }
     job_list_push(&pool->todo, job);
     pthread_cond_signal(&pool->cond);
     pthread_mutex_unlock(&pool->lock);
@@ -235,8 +235,10 @@ void workpool_destroy(struct workpool **_pool)
         event_free(pool->ev);
     if (pool->efd >= 0)
         close(pool->efd);
-    job_list_free(&pool->todo);
-    job_list_free(&pool->finished);
+    /* The threads are gone and nothing else touches the lists: the jobs
+     * whose work ran, then those that never will. */
+    job_list_settle(pool, job_list_take(&pool->finished), false);
+    job_list_settle(pool, job_list_take(&pool->todo), true);
     pthread_cond_destroy(&pool->cond);
     pthread_mutex_destroy(&pool->lock);
     free(pool);

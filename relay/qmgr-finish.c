@@ -266,6 +266,7 @@ static void append(struct qmsg *m, struct evbuffer *rec)
 static void settle(struct finish *f)
 {
     struct qmsg *m = f->m;
+    struct qmgr *q = m->q; /* m may be freed below */
     char path[4200];
 
     append(m, f->after);
@@ -286,7 +287,7 @@ static void settle(struct finish *f)
         evtimer_add(m->timer, &tv);
     }
     free(f);
-    qmgr_maybe_exit(m->q);
+    qmgr_maybe_exit(q);
 }
 
 void qmgr_attempt_done(struct qmsg *m)

@@ -2,6 +2,7 @@
 its state in a temp dir, and gives tests a few helpers. Each test file calls
 run(tests) at the end: exit 0 = all passed, 1 = a test failed, 77 = skipped
 (with the reason printed)."""
+import atexit
 import os
 import shutil
 import signal
@@ -20,6 +21,23 @@ POSTERND = os.path.join(BUILD, "posternd")
 def skip(reason):
     print("SKIP: " + reason)
     sys.exit(77)
+
+
+_test_ca_dir = None
+
+
+def shared_test_ca():
+    """A directory with the test CA and server certificate (make-test-ca.sh),
+    made once per test process: RSA key generation takes a second or two,
+    and every instance gets a copy."""
+    global _test_ca_dir
+    if _test_ca_dir is None:
+        d = tempfile.mkdtemp(prefix="postern-ca-")
+        atexit.register(shutil.rmtree, d, True)
+        subprocess.check_call(["sh", os.path.join(SRC, "tests/integration/make-test-ca.sh"),
+                               os.path.join(d, "tls"), "localhost"])
+        _test_ca_dir = os.path.join(d, "tls")
+    return _test_ca_dir
 
 
 class Skip(Exception):
@@ -53,8 +71,7 @@ class Postern:
         self.logfile = os.path.join(self.dir, "posternd.log")
         self.env = dict(os.environ, **(env or {}))
         tls = os.path.join(self.dir, "tls")
-        subprocess.check_call(["sh", os.path.join(SRC, "tests/integration/make-test-ca.sh"),
-                               tls, "localhost"])
+        shutil.copytree(shared_test_ca(), tls)
         self.ca = os.path.join(tls, "ca.pem")
         self.passwd = os.path.join(self.dir, "passwd")
         with open(self.passwd, "w") as f:

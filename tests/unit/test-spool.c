@@ -153,6 +153,7 @@ static void assert_str_or_null(const char *a, const char *b)
 struct pool_test {
     atomic_int worked;
     int done;
+    int cancelled;
     pthread_t loop_thread;
 };
 
@@ -163,12 +164,13 @@ static void pool_work(void *ctx)
     atomic_fetch_add(&pt->worked, 1);
 }
 
-static void pool_done(void *ctx)
+static void pool_done(void *ctx, bool cancelled)
 {
     struct pool_test *pt = ctx;
 
     assert_true(pthread_equal(pthread_self(), pt->loop_thread));
     pt->done++;
+    pt->cancelled += cancelled;
 }
 
 static void test_workpool(void **state)
@@ -183,15 +185,41 @@ static void test_workpool(void **state)
     run_until(fx->base, &pt.done, 1000);
     assert_int_equal(atomic_load(&pt.worked), 1000);
     assert_int_equal(pt.done, 1000);
-    /* destroyed with jobs queued: no done() afterwards, no leak */
+    assert_int_equal(pt.cancelled, 0);
+    /* destroyed with jobs queued: destroy settles every one of them, those
+     * whose work ran and those cancelled, and nothing comes afterwards */
     for (int i = 0; i < 100; i++)
         assert_int_equal(workpool_submit(pool, pool_work, pool_done, &pt), 0);
     workpool_destroy(&pool);
     assert_null(pool);
-    assert_int_equal(pt.done, 1000);
+    assert_int_equal(pt.done, 1100);
+    assert_int_equal(atomic_load(&pt.worked) - 1000, 100 - pt.cancelled);
     event_base_loop(fx->base, EVLOOP_NONBLOCK);
-    assert_int_equal(pt.done, 1000);
+    assert_int_equal(pt.done, 1100);
     workpool_destroy(&pool);
+}
+
+static void pool_slow_work(void *ctx)
+{
+    usleep(20000);
+    pool_work(ctx);
+}
+
+/* One thread busy with slow work: destroy finishes the running job and
+ * cancels the queued ones, each settled exactly once. */
+static void test_workpool_cancel(void **state)
+{
+    struct fixture *fx = *state;
+    struct pool_test pt = { .loop_thread = pthread_self() };
+    struct workpool *pool = workpool_create(fx->base, 1);
+
+    assert_non_null(pool);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(workpool_submit(pool, pool_slow_work, pool_done, &pt), 0);
+    workpool_destroy(&pool);
+    assert_int_equal(pt.done, 10);
+    assert_true(pt.cancelled >= 1);
+    assert_int_equal(atomic_load(&pt.worked) + pt.cancelled, 10);
 }
 
 /* ---- the header line ---- */
@@ -897,6 +925,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_workpool, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_workpool_cancel, setup, teardown),
         cmocka_unit_test(test_header),
         cmocka_unit_test(test_envelope_roundtrip),
         cmocka_unit_test(test_envelope_sparse),
