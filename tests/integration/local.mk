@@ -5,7 +5,9 @@ INTEGRATION_TESTS = \
 	tests/integration/test_tls_auth.py \
 	tests/integration/test_daemon.py \
 	tests/integration/test_edge_cases.py \
-	tests/integration/test_relay.py
+	tests/integration/test_relay.py \
+	tests/integration/test_crash.py \
+	tests/integration/test_readme_run.py
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/harness.py \
 	tests/integration/make-test-ca.sh
