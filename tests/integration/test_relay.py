@@ -162,6 +162,33 @@ def test_lifetime_expiry_bounces_and_delay_warning():
         good.cleanup()
 
 
+def test_delivered_recipient_not_repeated_after_restart():
+    good = Sink()
+    dead = free_port()
+    p = postern({"sink.test": good.port, "gone.test": dead})
+    try:
+        send(p, "a@example.test", ["ok@sink.test", "x@gone.test"])
+        assert len(good.wait_messages(1)) == 1
+        assert p.wait_log("status=deferred"), p.log()
+        qid = p.queue()[0]
+        _, env = p.queued_message(qid)
+        with open(os.path.join(p.spool, "queue", qid), "rb") as f:
+            assert b"\nD 0 " in f.read(), "no delivery record"
+        p.stop()
+        p.start()
+        # a restarted queue manager retries x@gone.test, never ok@sink.test
+        assert p.wait_log("queue manager started") and p.wait_log("relay=", 10)
+        deadline = time.time() + 5
+        while time.time() < deadline and p.log().count("to=<x@gone.test>, relay=") < 2:
+            time.sleep(0.1)
+        assert p.log().count("to=<x@gone.test>, relay=") >= 2, p.log()
+        assert p.log().count("to=<ok@sink.test>, relay=") == 1, p.log()
+        assert len(good.messages()) == 1, good.messages()
+    finally:
+        p.cleanup()
+        good.cleanup()
+
+
 def posternctl(p, *args):
     return subprocess.run([os.path.join(BUILD, "posternctl"), "-c", p.conf, "queue"] + list(args),
                           capture_output=True, text=True, timeout=20)
@@ -202,4 +229,5 @@ def test_posternctl_queue_commands():
 run([test_relay_delivers_and_removes, test_5xx_bounces_with_dsn,
      test_null_sender_is_never_bounced_to, test_4xx_is_retried_then_delivered,
      test_disconnect_after_data_is_retried, test_421_is_deferred,
-     test_lifetime_expiry_bounces_and_delay_warning, test_posternctl_queue_commands])
+     test_lifetime_expiry_bounces_and_delay_warning,
+     test_delivered_recipient_not_repeated_after_restart, test_posternctl_queue_commands])
