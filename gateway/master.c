@@ -185,6 +185,20 @@ static void leave_master_loop(struct master *m)
     free_loop(m);
 }
 
+/* A child whose loop has ended ignores further stop signals: the master
+ * forwards SIGTERM to a group that may have got it already, and a second
+ * one must not kill the child in the middle of its teardown. */
+static void block_stop_signals(void)
+{
+    sigset_t set;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+}
+
 static void child_main(struct master *m, unsigned slot)
 {
     struct worker w;
@@ -203,6 +217,7 @@ static void child_main(struct master *m, unsigned slot)
         _exit(1);
     }
     rc = worker_run(&w, m->socks, m->sock_count, m->pipe_fd[0]);
+    block_stop_signals();
     worker_free(&w);
 #ifdef POSTERN_LSAN
     /* _exit skips the exit-time leak check of ASan builds: run it here, so
@@ -238,6 +253,7 @@ static void qmgr_main(struct master *m)
     if ((base = event_base_new()) == NULL)
         _exit(1);
     rc = qmgr_run(base, &p);
+    block_stop_signals();
     event_base_free(base);
     _exit(rc);
 }
