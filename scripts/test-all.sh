@@ -45,6 +45,10 @@ CC=clang sh scripts/build.sh build-san --enable-werror --enable-sanitizers || ex
 # Every process (posternd's workers too) writes its sanitizer report to a
 # file, so a fault in a worker that no client notices still fails the run.
 asan_dir=$(mktemp -d)
+# posternd's workers and queue manager run as server.user (nobody) and open
+# their report files only when they have something to report: they must be
+# able to create them here, or the report is lost and the process just dies.
+chmod 1777 "$asan_dir"
 ASAN_OPTIONS="log_path=$asan_dir/asan" UBSAN_OPTIONS="log_path=$asan_dir/ubsan:print_stacktrace=1" \
     run_check build-san
 san_reports=0
