@@ -206,12 +206,16 @@ class Sink:
         return out
 
     def wait_messages(self, n, timeout=10):
+        """At least n dumps, each written completely: smtp-sink fills a dump
+        while the transaction runs, so wait until none is empty or growing."""
         deadline = time.time() + timeout
+        last = None
         while time.time() < deadline:
             msgs = self.messages()
-            if len(msgs) >= n:
+            if len(msgs) >= n and all(msgs) and msgs == last:
                 return msgs
-            time.sleep(0.05)
+            last = msgs
+            time.sleep(0.1)
         return self.messages()
 
     def stop(self):
