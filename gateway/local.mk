@@ -8,20 +8,15 @@ gateway_libgateway_a_SOURCES = \
 	gateway/limits.c gateway/limits.h \
 	gateway/proxy-proto.c gateway/proxy-proto.h \
 	gateway/smtp-session.c gateway/smtp-session.h gateway/smtp-session-private.h \
-	gateway/smtp-reply.c gateway/smtp-reply.h \
 	gateway/smtp-command.c gateway/smtp-command.h \
-	gateway/smtp-params.c gateway/smtp-params.h \
 	gateway/smtp-data.c gateway/smtp-data.h \
 	gateway/smtp-cmd-helo.c gateway/smtp-cmd-mail.c gateway/smtp-cmd-rcpt.c \
 	gateway/smtp-cmd-data.c gateway/smtp-cmd-bdat.c gateway/smtp-cmd-auth.c \
 	gateway/smtp-cmd-starttls.c gateway/smtp-cmd-misc.c gateway/smtp-cmd-xclient.c \
-	gateway/smtp-sasl.c gateway/smtp-sasl.h \
 	gateway/smtp-relay.c gateway/smtp-relay.h \
-	gateway/smtp-hooks.c gateway/smtp-hooks.h \
-	gateway/spool.c gateway/spool.h \
-	gateway/spool-format.c gateway/spool-format.h
+	gateway/smtp-hooks.c gateway/smtp-hooks.h
 
-GATEWAY_LIBS = gateway/libgateway.a relay/librelay.a gateway/libgateway.a $(POSTERN_LIBS)
+GATEWAY_LIBS = gateway/libgateway.a relay/librelay.a $(POSTERN_LIBS)
 
 sbin_PROGRAMS += posternd
 posternd_SOURCES = gateway/main.c

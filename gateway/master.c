@@ -38,7 +38,7 @@
 #include "gateway/limits.h"
 #include "gateway/listener.h"
 #include "gateway/server-config.h"
-#include "gateway/spool.h"
+#include "lib/spool.h"
 #include "gateway/worker.h"
 #include "lib/log.h"
 #include "relay/qmgr.h"

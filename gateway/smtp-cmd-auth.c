@@ -17,7 +17,7 @@
 
 #include <openssl/crypto.h>
 
-#include "gateway/smtp-sasl.h"
+#include "lib/smtp-sasl.h"
 #include "gateway/worker.h"
 #include "lib/log.h"
 #include "lib/passwd.h"

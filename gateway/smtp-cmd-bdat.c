@@ -16,7 +16,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 
-#include "gateway/spool.h"
+#include "lib/spool.h"
 #include "lib/log.h"
 
 static int parse_bdat(const char *args, size_t len, uint64_t *size, bool *last)

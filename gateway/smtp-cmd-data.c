@@ -20,7 +20,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 
-#include "gateway/spool.h"
+#include "lib/spool.h"
 #include "gateway/worker.h"
 #include "lib/log.h"
 #include "relay/qmgr.h"

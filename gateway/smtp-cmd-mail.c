@@ -12,7 +12,7 @@
 
 #include <event2/buffer.h>
 
-#include "gateway/spool.h"
+#include "lib/spool.h"
 #include "gateway/worker.h"
 #include "lib/log.h"
 

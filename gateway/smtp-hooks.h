@@ -16,7 +16,7 @@
 #ifndef POSTERN_SMTP_HOOKS_H
 #define POSTERN_SMTP_HOOKS_H
 
-#include "gateway/smtp-reply.h"
+#include "lib/smtp-reply.h"
 
 struct smtp_session;
 

@@ -25,13 +25,13 @@
 #include <openssl/crypto.h>
 #include <openssl/ssl.h>
 
-#include "gateway/smtp-sasl.h"
+#include "lib/smtp-sasl.h"
 
 #include "gateway/limits.h"
 #include "gateway/listener.h"
 #include "gateway/proxy-proto.h"
 #include "gateway/smtp-command.h"
-#include "gateway/spool.h"
+#include "lib/spool.h"
 #include "gateway/worker.h"
 #include "lib/log.h"
 #include "lib/tls.h"

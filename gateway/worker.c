@@ -25,7 +25,7 @@
 #include "gateway/server-config.h"
 #include "gateway/smtp-hooks.h"
 #include "gateway/smtp-session-private.h"
-#include "gateway/spool.h"
+#include "lib/spool.h"
 #include "lib/log.h"
 #include "lib/workpool.h"
 

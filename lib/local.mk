@@ -8,7 +8,12 @@ lib_libpostern_a_SOURCES = \
 	lib/passwd.c lib/passwd.h \
 	lib/workpool.c lib/workpool.h \
 	lib/tls.c lib/tls.h \
-	lib/dns.c lib/dns.h
+	lib/dns.c lib/dns.h \
+	lib/smtp-reply.c lib/smtp-reply.h \
+	lib/smtp-params.c lib/smtp-params.h \
+	lib/smtp-sasl.c lib/smtp-sasl.h \
+	lib/spool.c lib/spool.h \
+	lib/spool-format.c lib/spool-format.h
 
 POSTERN_LIBS = lib/libpostern.a $(LIBEVENT_LIBS) $(OPENSSL_LIBS) $(LIBCONFIG_LIBS) \
 	$(CARES_LIBS) $(CRYPT_LIBS) $(PTHREAD_LIBS)

@@ -32,7 +32,7 @@
 #include <event2/buffer.h>
 #include <openssl/rand.h>
 
-#include "gateway/smtp-params.h"
+#include "lib/smtp-params.h"
 
 #define DSN_HEADERS_MAX (64 * 1024) /* longest header section returned */
 #define DSN_READ_CHUNK (64 * 1024)

@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include <time.h>
 
-#include "gateway/smtp-reply.h"
+#include "lib/smtp-reply.h"
 
 struct evbuffer;
 

@@ -12,7 +12,7 @@ relay_librelay_a_SOURCES = \
 	relay/qmgr.c relay/qmgr.h relay/qmgr-private.h \
 	relay/qmgr-deliver.c relay/qmgr-finish.c
 
-RELAY_LIBS = relay/librelay.a $(GATEWAY_LIBS)
+RELAY_LIBS = relay/librelay.a $(POSTERN_LIBS)
 
 # Tests of the relay library (cmocka). test-smtp-client drives the client
 # against Postfix's smtp-sink and against posternd itself.

@@ -33,9 +33,31 @@ static void run_waiting(const void *node, VISIT v, void *arg);
 static void job_connect_fresh(struct qjob *j);
 static void job_resolve(struct qjob *j);
 
+static int strcmp_null(const char *a, const char *b)
+{
+    return a == b ? 0 : a == NULL ? -1 : b == NULL ? 1 : strcmp(a, b);
+}
+
+/* By next hop, then by the transport's client settings: two transports to
+ * the same next hop with different TLS or AUTH settings are different
+ * destinations, so that a connection set up for one (its certificate
+ * check, its credentials) never carries the other's mail. */
 static int cmp_dest(const void *a, const void *b)
 {
-    return strcmp(((const struct qdest *)a)->key, ((const struct qdest *)b)->key);
+    const struct transport_entry *x = ((const struct qdest *)a)->entry;
+    const struct transport_entry *y = ((const struct qdest *)b)->entry;
+    int c = strcmp(((const struct qdest *)a)->key, ((const struct qdest *)b)->key);
+    int tx = x != NULL ? x->tls : -1, ty = y != NULL ? y->tls : -1;
+
+    if (c != 0 || x == y)
+        return c;
+    if (tx != ty)
+        return tx < ty ? -1 : 1;
+    if ((c = strcmp_null(x != NULL ? x->tls_name : NULL, y != NULL ? y->tls_name : NULL)) != 0)
+        return c;
+    if ((c = strcmp_null(x != NULL ? x->auth_user : NULL, y != NULL ? y->auth_user : NULL)) != 0)
+        return c;
+    return strcmp_null(x != NULL ? x->auth_password : NULL, y != NULL ? y->auth_password : NULL);
 }
 
 static void client_config(struct qdest *d)
@@ -74,13 +96,13 @@ static struct qdest *dest_get(struct qmgr *q, const struct transport_entry *e, c
             nexthop_parse("smtp:invalid.", &d->nexthop, &error);
     }
     snprintf(d->key, sizeof(d->key), "%s", d->nexthop.text);
+    d->entry = e; /* part of the comparison */
     found = tsearch(d, &q->dests, cmp_dest);
     if (found == NULL || *found != d) {
         free(d);
         return found == NULL ? NULL : *found;
     }
     d->q = q;
-    d->entry = e;
     client_config(d);
     return d;
 }

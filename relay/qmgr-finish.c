@@ -22,8 +22,8 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
-#include "gateway/smtp-params.h"
-#include "gateway/spool.h"
+#include "lib/smtp-params.h"
+#include "lib/spool.h"
 #include "lib/log.h"
 #include "relay/dsn.h"
 

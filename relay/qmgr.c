@@ -21,7 +21,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
-#include "gateway/spool.h"
+#include "lib/spool.h"
 #include "lib/dns.h"
 #include "lib/log.h"
 

@@ -24,8 +24,8 @@
 #include <stdint.h>
 #include <time.h>
 
-#include "gateway/smtp-reply.h"
-#include "gateway/spool-format.h"
+#include "lib/smtp-reply.h"
+#include "lib/spool-format.h"
 
 enum qrcpt_state { QRCPT_PENDING, QRCPT_DELIVERED, QRCPT_BOUNCED };
 

@@ -27,7 +27,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
-#include "gateway/smtp-params.h"
+#include "lib/smtp-params.h"
 #include "lib/log.h"
 
 size_t dot_writer_put(struct dot_writer *w, const unsigned char *in, size_t len, unsigned char *out)

@@ -29,7 +29,7 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
-#include "gateway/smtp-sasl.h"
+#include "lib/smtp-sasl.h"
 #include "lib/log.h"
 #include "lib/tls.h"
 

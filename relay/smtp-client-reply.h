@@ -12,7 +12,7 @@
 
 #include <stddef.h>
 
-#include "gateway/smtp-reply.h"
+#include "lib/smtp-reply.h"
 
 #define SMTP_REPLY_LINES 100
 #define SMTP_REPLY_LINE_MAX 2048

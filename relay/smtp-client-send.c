@@ -25,7 +25,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
-#include "gateway/smtp-params.h"
+#include "lib/smtp-params.h"
 #include "lib/log.h"
 
 static void *xcalloc(size_t n, size_t size)

@@ -23,7 +23,7 @@
 #include <sys/socket.h>
 #include <openssl/ssl.h>
 
-#include "gateway/smtp-reply.h"
+#include "lib/smtp-reply.h"
 
 struct event_base;
 struct smtp_client;

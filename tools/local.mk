@@ -4,4 +4,4 @@ tools_libtools_a_SOURCES = tools/queue-ctl.c tools/queue-ctl.h
 
 sbin_PROGRAMS += posternctl
 posternctl_SOURCES = tools/posternctl.c
-posternctl_LDADD = tools/libtools.a $(RELAY_LIBS)
+posternctl_LDADD = tools/libtools.a $(GATEWAY_LIBS)

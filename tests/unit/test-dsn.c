@@ -31,7 +31,7 @@
 
 #include <event2/buffer.h>
 
-#include "gateway/smtp-params.h"
+#include "lib/smtp-params.h"
 #include "relay/dsn.h"
 
 #define NOW_ISH ((time_t)1700000000)

@@ -1,5 +1,5 @@
 /*
- * test-sasl — gateway/smtp-sasl.c: strict base64 both ways, then the PLAIN
+ * test-sasl — lib/smtp-sasl.c: strict base64 both ways, then the PLAIN
  * and LOGIN answers of SMTP AUTH, one table row per case.
  */
 #include "config.h"
@@ -13,7 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "gateway/smtp-sasl.h"
+#include "lib/smtp-sasl.h"
 
 #define N_ELEMENTS(a) (sizeof(a) / sizeof((a)[0]))
 #define RAW(s) .raw = s, .rawlen = sizeof(s) - 1

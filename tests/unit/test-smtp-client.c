@@ -43,7 +43,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include "gateway/smtp-params.h"
+#include "lib/smtp-params.h"
 
 #define SINK_PATH "/usr/sbin/smtp-sink"
 #define MAX_RCPTS 8

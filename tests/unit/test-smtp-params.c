@@ -1,11 +1,11 @@
 /*
- * test-smtp-params — table-driven tests of gateway/smtp-params.c: MAIL and
+ * test-smtp-params — table-driven tests of lib/smtp-params.c: MAIL and
  * RCPT parameters against different offers (one row per case, with the exact
  * reply code and enhanced code of every error), and xtext decoding/encoding.
  * Trusts nothing but cmocka.
  */
 #include "config.h"
-#include "gateway/smtp-params.h"
+#include "lib/smtp-params.h"
 
 #include <stdarg.h>
 #include <stddef.h>

@@ -33,8 +33,8 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
-#include "gateway/spool-format.h"
-#include "gateway/spool.h"
+#include "lib/spool-format.h"
+#include "lib/spool.h"
 #include "lib/workpool.h"
 
 struct fixture {

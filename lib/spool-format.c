@@ -27,7 +27,7 @@
  * Trusts the writer's caller for the envelope it serializes.
  */
 #include "config.h"
-#include "gateway/spool-format.h"
+#include "lib/spool-format.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -39,7 +39,7 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
-#include "gateway/smtp-params.h"
+#include "lib/smtp-params.h"
 #include "lib/log.h"
 
 #define SPOOL_ENVELOPE_MAX (16u * 1024 * 1024)

@@ -27,7 +27,7 @@
  * the files spool_recover scans (spool_read_envelope checks them).
  */
 #include "config.h"
-#include "gateway/spool.h"
+#include "lib/spool.h"
 
 #include <assert.h>
 #include <dirent.h>

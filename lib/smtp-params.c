@@ -12,7 +12,7 @@
  * offer it passes.
  */
 #include "config.h"
-#include "gateway/smtp-params.h"
+#include "lib/smtp-params.h"
 
 #include <assert.h>
 #include <limits.h>

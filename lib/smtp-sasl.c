@@ -10,7 +10,7 @@
  * wiped from temporary buffers, and from the output on failure.
  */
 #include "config.h"
-#include "gateway/smtp-sasl.h"
+#include "lib/smtp-sasl.h"
 
 #include <limits.h>
 #include <string.h>

@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "gateway/smtp-reply.h"
+#include "lib/smtp-reply.h"
 
 #define SMTP_ENVID_MAX 100 /* RFC 3461 §4.4, xtext-decoded octets */
 #define SMTP_ORCPT_MAX 500 /* RFC 3461 §4.2 */

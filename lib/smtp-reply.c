@@ -3,7 +3,7 @@
  * whoever set it, this module only splits it into lines.
  */
 #include "config.h"
-#include "gateway/smtp-reply.h"
+#include "lib/smtp-reply.h"
 
 #include <stdarg.h>
 #include <stdio.h>

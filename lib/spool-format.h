@@ -15,7 +15,7 @@
  *   was never acknowledged. Lines after END are reserved for the queue
  *   manager's per-recipient state (appended records).
  *
- * Used by the spool writer (gateway/spool.c), and by the relay, posternctl and
+ * Used by the spool writer (lib/spool.c), and by the relay, posternctl and
  * tests through spool_read_envelope(). The reader trusts nothing in the file:
  * every record is bounded and checked.
  */

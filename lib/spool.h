@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "gateway/spool-format.h"
+#include "lib/spool-format.h"
 
 struct event_base;
 struct evbuffer;
