@@ -10,7 +10,7 @@
  */
 #include "config.h"
 #include "lib/address.h"
-#include "gateway/smtp-params.h"
+#include "lib/smtp-params.h"
 
 #include <stdint.h>
 #include <stdlib.h>
