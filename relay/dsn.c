@@ -189,17 +189,24 @@ static bool enhanced_valid(const char *s)
     return n >= 1 && n <= 3 && s[n] == '\0';
 }
 
-/* The Status value: the enhanced code, or X.0.0 from the reply code's
- * class, or from the action when there is no usable code either. */
-static const char *status_code(const struct smtp_status *st, enum dsn_action action)
+/* The Status value into buf: the enhanced code, or X.0.0 from the reply
+ * code's class, or from the action when there is no usable code either. A
+ * delayed recipient's status is of class 4 (RFC 3464 §2.3.4) even when a
+ * 5xx deferred it (an AUTH refusal, a 5xx greeting): it is tried again. */
+static const char *status_code(const struct smtp_status *st, enum dsn_action action, char *buf,
+                               size_t size)
 {
     if (enhanced_valid(st->enhanced))
-        return st->enhanced;
-    if (st->code >= 500 && st->code < 600)
-        return "5.0.0";
-    if (st->code >= 400 && st->code < 500)
-        return "4.0.0";
-    return action == DSN_ACTION_FAILED ? "5.0.0" : "4.0.0";
+        snprintf(buf, size, "%s", st->enhanced);
+    else if (st->code >= 500 && st->code < 600)
+        snprintf(buf, size, "5.0.0");
+    else if (st->code >= 400 && st->code < 500)
+        snprintf(buf, size, "4.0.0");
+    else
+        snprintf(buf, size, "%s", action == DSN_ACTION_FAILED ? "5.0.0" : "4.0.0");
+    if (action == DSN_ACTION_DELAYED && buf[0] == '5')
+        buf[0] = '4';
+    return buf;
 }
 
 /* Did a server give this status? remote_mta is "the host that answered". */
@@ -232,19 +239,91 @@ static void put_diagnostic(struct evbuffer *out, const struct dsn_rcpt *r)
     put_field(out, "Diagnostic-Code", value);
 }
 
+/* The length of the UTF-8 sequence at p and its code point; 0 when p does
+ * not start a well-formed one (RFC 3629: no overlongs, no surrogates). */
+static size_t utf8_seq(const unsigned char *p, unsigned long *cp_r)
+{
+    static const unsigned long min[] = { 0, 0, 0x80, 0x800, 0x10000 };
+    size_t len = *p >= 0xc2 && *p <= 0xdf ? 2 : *p >= 0xe0 && *p <= 0xef ? 3
+               : *p >= 0xf0 && *p <= 0xf4 ? 4 : 0;
+    unsigned long cp = len == 2 ? *p & 0x1fu : len == 3 ? *p & 0x0fu : *p & 0x07u;
+
+    for (size_t k = 1; k < len; k++) {
+        if ((p[k] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (p[k] & 0x3fu);
+    }
+    if (len == 0 || cp < min[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    *cp_r = cp;
+    return len;
+}
+
+/* An address for the report: "rfc822; addr" when it is ASCII, else
+ * RFC 6533's "utf-8; " with utf-8-addr-xtext ("\x{FC}" for each
+ * non-ASCII code point, and for '\', '+', '=', space and controls), so
+ * that the 7-bit report keeps the address instead of '?'s. An octet that
+ * is not UTF-8 is written as "\x{HH}" of its value. type_r gets the
+ * type, buf the address. */
+static void report_addr(const char *addr, const char **type_r, char *buf, size_t size)
+{
+    const unsigned char *p = (const unsigned char *)addr;
+    size_t n = 0;
+
+    *type_r = "rfc822";
+    for (const unsigned char *q = p; *q != '\0'; q++) {
+        if (*q >= 0x80)
+            *type_r = "utf-8";
+    }
+    if (strcmp(*type_r, "rfc822") == 0) {
+        snprintf(buf, size, "%s", addr);
+        return;
+    }
+    buf[0] = '\0';
+    while (*p != '\0') {
+        unsigned long cp = *p;
+        size_t len = *p >= 0x80 ? utf8_seq(p, &cp) : 1;
+        char piece[16];
+        size_t plen;
+
+        if (len == 0)
+            len = 1; /* not UTF-8: the octet's value */
+        if (cp > 0x20 && cp < 0x7f && cp != '\\' && cp != '+' && cp != '=')
+            plen = (size_t)snprintf(piece, sizeof(piece), "%c", (int)cp);
+        else
+            plen = (size_t)snprintf(piece, sizeof(piece), "\\x{%lX}", cp);
+        if (n + plen >= size)
+            break;
+        memcpy(buf + n, piece, plen + 1);
+        n += plen;
+        p += len;
+    }
+}
+
 /* One per-recipient group of the delivery-status part (RFC 3464 §2.3). */
 static void put_recipient_report(struct evbuffer *out, const struct dsn_input *in,
                                  const struct dsn_rcpt *r)
 {
-    char value[DSN_COMPOSE_MAX];
+    char value[DSN_COMPOSE_MAX + 16], addr[DSN_COMPOSE_MAX], code[16];
+    const char *type;
 
     evbuffer_add(out, "\r\n", 2);
-    if (r->orcpt != NULL && r->orcpt[0] != '\0')
-        put_field(out, "Original-Recipient", r->orcpt);
-    snprintf(value, sizeof(value), "rfc822; %s", r->addr);
+    if (r->orcpt != NULL && r->orcpt[0] != '\0') {
+        const char *semi = strchr(r->orcpt, ';');
+
+        report_addr(semi != NULL ? semi + 1 : r->orcpt, &type, addr, sizeof(addr));
+        if (semi != NULL && strcmp(type, "rfc822") == 0)
+            put_field(out, "Original-Recipient", r->orcpt); /* as the client gave it */
+        else {
+            snprintf(value, sizeof(value), "%s;%s", type, addr);
+            put_field(out, "Original-Recipient", value);
+        }
+    }
+    report_addr(r->addr, &type, addr, sizeof(addr));
+    snprintf(value, sizeof(value), "%s; %s", type, addr);
     put_field(out, "Final-Recipient", value);
     put_field(out, "Action", in->action == DSN_ACTION_FAILED ? "failed" : "delayed");
-    put_field(out, "Status", status_code(r->status, in->action));
+    put_field(out, "Status", status_code(r->status, in->action, code, sizeof(code)));
     if (r->remote_mta != NULL && r->remote_mta[0] != '\0') {
         snprintf(value, sizeof(value), "dns; %s", r->remote_mta);
         put_field(out, "Remote-MTA", value);
@@ -278,14 +357,16 @@ static void build_report(const struct dsn_input *in, struct evbuffer *out)
 static void put_recipient_text(struct evbuffer *out, const struct dsn_input *in,
                                const struct dsn_rcpt *r)
 {
-    char reply[DSN_COMPOSE_MAX], line[2 * DSN_COMPOSE_MAX];
+    char reply[DSN_COMPOSE_MAX], line[3 * DSN_COMPOSE_MAX], addr[DSN_COMPOSE_MAX], code[16];
+    const char *type;
 
+    report_addr(r->addr, &type, addr, sizeof(addr));
     if (from_server(r)) {
         format_reply(r->status, reply, sizeof(reply));
-        snprintf(line, sizeof(line), "<%s>: host %s said: %s", r->addr, r->remote_mta, reply);
+        snprintf(line, sizeof(line), "<%s>: host %s said: %s", addr, r->remote_mta, reply);
     } else {
-        snprintf(line, sizeof(line), "<%s>: %s %s", r->addr, status_code(r->status, in->action),
-                 r->status->text);
+        snprintf(line, sizeof(line), "<%s>: %s %s", addr,
+                 status_code(r->status, in->action, code, sizeof(code)), r->status->text);
     }
     evbuffer_add(out, "\r\n", 2);
     put_text(out, line, 4);

@@ -190,6 +190,8 @@ static void flush_one(const void *node, VISIT v, int depth)
     }
 }
 
+static void scan(struct qmgr *q);
+
 static void fifo_line(struct qmgr *q, const char *line)
 {
     if (line[0] == 'Q' && line[1] == ' ')
@@ -198,10 +200,15 @@ static void fifo_line(struct qmgr *q, const char *line)
         message_changed(q, line + 2);
     else if (line[0] == 'F' && line[1] == ' ') {
         struct qmsg *m = find_msg(q, line + 2);
+        if (m == NULL) { /* never announced (a lost notification): load it now */
+            qmgr_message_add(q, line + 2);
+            m = find_msg(q, line + 2);
+        }
         if (m != NULL && m->jobs_running == 0)
             flush_one(&m, leaf, 0);
     } else if (strcmp(line, "F") == 0) {
         log_info("flush requested");
+        scan(q); /* files nobody announced too, without waiting for the next scan */
         twalk(q->msgs, flush_one);
     }
 }
