@@ -178,11 +178,8 @@ static void job_end(struct qjob *j, const char *peer)
     struct qdest *d = j->dest;
     struct qmgr *q = d->q;
 
-    for (size_t k = 0; k < j->count; k++) {
-        free(m->relay[j->idx[k]]);
-        m->relay[j->idx[k]] = peer[0] != '\0' ? strdup(peer) : NULL;
+    for (size_t k = 0; k < j->count; k++)
         log_rcpt(j, k, peer);
-    }
     job_free(j);
     d->active--;
     q->active--;
@@ -199,6 +196,8 @@ static void job_fail_all(struct qjob *j, enum smtp_rcpt_outcome o, const struct 
     for (size_t k = 0; k < j->count; k++) {
         j->msg->outcome[j->idx[k]] = o;
         j->msg->status[j->idx[k]] = *st;
+        free(j->msg->relay[j->idx[k]]);
+        j->msg->relay[j->idx[k]] = NULL;
     }
     job_end(j, "");
 }
@@ -263,8 +262,11 @@ static void on_sent(void *ctx, struct smtp_client *client, const struct smtp_cli
         return;
     }
     for (size_t k = 0; k < j->count && k < r->rcpt_count; k++) {
-        j->msg->outcome[j->idx[k]] = r->outcome[k];
-        j->msg->status[j->idx[k]] = r->status[k];
+        size_t i = j->idx[k];
+        j->msg->outcome[i] = r->outcome[k];
+        j->msg->status[i] = r->status[k];
+        free(j->msg->relay[i]); /* Remote-MTA in a DSN: only who really answered */
+        j->msg->relay[i] = r->remote != NULL && r->remote[k] ? strdup(r->peer) : NULL;
     }
     snprintf(peer, sizeof(peer), "%s", r->peer);
     c->sent++;

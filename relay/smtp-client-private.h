@@ -78,6 +78,8 @@ struct client_txn {
     void *ctx;
     enum smtp_rcpt_outcome *outcome;
     struct smtp_status *status;
+    bool *remote;          /* per recipient: decided by a server reply */
+    const struct smtp_status *server_reply; /* the reply being handled, or NULL */
     unsigned char *rstate; /* enum client_rcpt_state per recipient */
     size_t *order;         /* recipients put on the wire, in order */
     size_t nsend;          /* how many: commands are MAIL, RCPT order[0..nsend), DATA */

@@ -43,6 +43,7 @@ void smtp_client_txn_free(struct client_txn *t)
 {
     free(t->outcome);
     free(t->status);
+    free(t->remote);
     free(t->rstate);
     free(t->order);
     memset(t, 0, sizeof(*t));
@@ -54,6 +55,7 @@ void smtp_client_decide(struct client_txn *t, size_t i, const struct smtp_status
     unsigned cls = st->code / 100;
 
     t->status[i] = *st;
+    t->remote[i] = t->server_reply != NULL && st == t->server_reply;
     smtp_client_status_fill(&t->status[i]);
     t->outcome[i] = cls == 2   ? SMTP_RCPT_DELIVERED
                     : cls == 5 ? SMTP_RCPT_BOUNCED
@@ -77,6 +79,7 @@ void smtp_client_txn_finish(struct smtp_client *c, bool usable)
         .rcpt_count = t.msg->rcpt_count,
         .outcome = t.outcome,
         .status = t.status,
+        .remote = t.remote,
         .connection_usable = usable,
     };
 
@@ -356,6 +359,7 @@ void smtp_client_txn_reply(struct smtp_client *c, const struct smtp_status *r)
     struct smtp_status st;
     unsigned cls = r->code / 100;
 
+    c->txn.server_reply = r; /* decisions from r are the server's (remote) */
     if (r->code == 421) {
         smtp_client_txn_break(c, r); /* the server is closing */
         return;
@@ -388,6 +392,7 @@ static void txn_init(struct smtp_client *c, const struct smtp_client_msg *msg,
     t->ctx = ctx;
     t->outcome = xcalloc(n, sizeof(*t->outcome));
     t->status = xcalloc(n, sizeof(*t->status));
+    t->remote = xcalloc(n, sizeof(*t->remote));
     t->rstate = xcalloc(n, sizeof(*t->rstate));
     t->order = xcalloc(n, sizeof(*t->order));
     for (size_t i = 0; i < n; i++)

@@ -74,6 +74,8 @@ struct smtp_client_result {
     size_t rcpt_count;
     enum smtp_rcpt_outcome *outcome;  /* per recipient */
     struct smtp_status *status;       /* per recipient: the reply that decided it */
+    bool *remote;                     /* per recipient: status is the server's reply
+                                       * (false: decided here, or the connection broke) */
     char peer[300];                   /* "mx.example.net[192.0.2.1]:25" for logs */
     bool connection_usable;           /* true: the connection may take another message */
 };

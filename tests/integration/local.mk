@@ -6,6 +6,7 @@ INTEGRATION_TESTS = \
 	tests/integration/test_daemon.py \
 	tests/integration/test_edge_cases.py \
 	tests/integration/test_relay.py \
+	tests/integration/test_relay_more.py \
 	tests/integration/test_crash.py \
 	tests/integration/test_readme_run.py
 TESTS += $(INTEGRATION_TESTS)
