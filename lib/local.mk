@@ -14,6 +14,8 @@ lib_libpostern_a_SOURCES = \
 	lib/smtp-sasl.c lib/smtp-sasl.h \
 	lib/spool.c lib/spool.h \
 	lib/spool-format.c lib/spool-format.h
+lib_libpostern_a_SOURCES += lib/kv.c lib/kv.h lib/kv-backend.h lib/kv-lmdb.c lib/kv-redis.c
 
 POSTERN_LIBS = lib/libpostern.a $(LIBEVENT_LIBS) $(OPENSSL_LIBS) $(LIBCONFIG_LIBS) \
 	$(CARES_LIBS) $(CRYPT_LIBS) $(PTHREAD_LIBS)
+POSTERN_LIBS += $(HIREDIS_LIBS) $(LMDB_LIBS) -lm

@@ -11,6 +11,7 @@ UNIT_TESTS = \
 	tests/unit/test-spool \
 	tests/unit/test-netaddr \
 	tests/unit/test-dns
+UNIT_TESTS += tests/unit/test-kv
 check_PROGRAMS += $(UNIT_TESTS)
 TESTS += $(UNIT_TESTS)
 UNIT_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
@@ -38,3 +39,5 @@ tests_unit_test_netaddr_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_netaddr_LDADD = $(UNIT_LIBS)
 tests_unit_test_dns_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_dns_LDADD = $(UNIT_LIBS)
+tests_unit_test_kv_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_kv_LDADD = $(UNIT_LIBS)

@@ -1,0 +1,650 @@
+/*
+ * test-kv — lib/kv: one suite run against both back ends, LMDB in a temp
+ * dir and a real redis-server that the test starts on a free 127.0.0.1 port
+ * (state in a temp dir, killed by its pid; it also dies with the test).
+ * Covers get/set/del, TTL expiry, incr with expiry, the token bucket, cancel,
+ * kv_free with requests pending, exact totals when three processes share a
+ * counter or a bucket; and faults: Redis down (KV_ERROR at once, back after
+ * a restart), Redis hung with SIGSTOP (KV_TIMEOUT on time while the loop
+ * keeps running), LMDB directory that cannot be written.
+ *
+ * Without redis-server the Redis half is skipped (exit 77 if the rest
+ * passed). Nothing leaves 127.0.0.1.
+ */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <event2/event.h>
+
+#include "lib/kv.h"
+
+#define REDIS_PATH "/usr/bin/redis-server"
+#define TIMEOUT_MS 500
+#define PROCS 3
+#define INCRS 500
+#define BUCKET 100
+
+struct env {
+    enum kv_backend backend;
+    char dir[64];
+    char prefix[32];
+    pid_t redis_pid;
+    int redis_port;
+    unsigned serial;
+    struct event_base *base;
+    struct kv *kv;
+};
+
+struct waiter {
+    int calls;
+    struct kv_result res;
+    char value[256];
+    long at_ms;
+};
+
+static long now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+/* ---- fixture ---- */
+
+static int free_tcp_port(void)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sin);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int port = -1;
+
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&sin, &len) == 0)
+        port = ntohs(sin.sin_port);
+    if (fd >= 0)
+        close(fd);
+    return port;
+}
+
+/* True when redis answers PING on the port. */
+static bool redis_ping(int port)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET,
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                              .sin_port = htons((uint16_t)port)};
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    char buf[16] = "";
+    bool ok = false;
+
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
+        write(fd, "PING\r\n", 6) == 6 && read(fd, buf, sizeof(buf) - 1) > 0)
+        ok = strncmp(buf, "+PONG", 5) == 0;
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+/* Starts redis-server in the foreground as our child (SERVICES.md's flags). */
+static int redis_start(struct env *e)
+{
+    char port[16], log[128];
+
+    snprintf(port, sizeof(port), "%d", e->redis_port);
+    snprintf(log, sizeof(log), "%s/redis.log", e->dir);
+    e->redis_pid = fork();
+    if (e->redis_pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        execl(REDIS_PATH, REDIS_PATH, "--port", port, "--bind", "127.0.0.1", "--dir", e->dir,
+              "--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", log,
+              (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 300 && e->redis_pid > 0; i++) {
+        if (redis_ping(e->redis_port))
+            return 0;
+        usleep(10000);
+    }
+    return -1;
+}
+
+static void redis_stop(struct env *e)
+{
+    if (e->redis_pid <= 0)
+        return;
+    kill(e->redis_pid, SIGCONT);
+    kill(e->redis_pid, SIGKILL);
+    waitpid(e->redis_pid, NULL, 0);
+    e->redis_pid = 0;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int group_setup(void **state, enum kv_backend backend)
+{
+    struct env *e = calloc(1, sizeof(*e));
+
+    if (e == NULL)
+        return -1;
+    e->backend = backend;
+    snprintf(e->dir, sizeof(e->dir), "/tmp/test-kv.XXXXXX");
+    if (mkdtemp(e->dir) == NULL)
+        return -1;
+    *state = e;
+    if (backend == KV_BACKEND_REDIS) {
+        e->redis_port = free_tcp_port();
+        if (e->redis_port < 0 || redis_start(e) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int group_setup_lmdb(void **state)
+{
+    return group_setup(state, KV_BACKEND_LMDB);
+}
+
+static int group_setup_redis(void **state)
+{
+    return group_setup(state, KV_BACKEND_REDIS);
+}
+
+static int group_teardown(void **state)
+{
+    struct env *e = *state;
+
+    redis_stop(e);
+    nftw(e->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(e);
+    return 0;
+}
+
+static struct kv_config env_config(struct env *e, char *addr, size_t addrsize)
+{
+    char lmdb[96];
+    struct kv_config cfg = {.backend = e->backend, .timeout_ms = TIMEOUT_MS};
+
+    snprintf(lmdb, sizeof(lmdb), "%s/state", e->dir);
+    snprintf(addr, addrsize, "127.0.0.1:%d", e->redis_port);
+    if (e->backend == KV_BACKEND_LMDB)
+        snprintf(addr, addrsize, "%s", lmdb);
+    cfg.lmdb_dir = addr;
+    cfg.redis_address = addr;
+    cfg.redis_prefix = e->prefix;
+    return cfg;
+}
+
+static struct kv *env_open(struct env *e, struct event_base *base)
+{
+    char addr[128], err[256];
+    struct kv_config cfg = env_config(e, addr, sizeof(addr));
+    struct kv *kv = NULL;
+
+    if (kv_new(base, &cfg, &kv, err, sizeof(err)) < 0)
+        fprintf(stderr, "kv_new: %s\n", err);
+    return kv;
+}
+
+/* Each test gets a fresh handle and, on Redis, a key prefix of its own. */
+static int test_setup(void **state)
+{
+    struct env *e = *state;
+
+    snprintf(e->prefix, sizeof(e->prefix), "t%u:%ld:", ++e->serial, (long)getpid());
+    e->base = event_base_new();
+    e->kv = e->base != NULL ? env_open(e, e->base) : NULL;
+    return e->kv != NULL ? 0 : -1;
+}
+
+static int test_teardown(void **state)
+{
+    struct env *e = *state;
+
+    kv_free(&e->kv);
+    event_base_free(e->base);
+    e->base = NULL;
+    return 0;
+}
+
+/* ---- helpers ---- */
+
+static void on_result(void *ctx, const struct kv_result *res)
+{
+    struct waiter *w = ctx;
+    size_t n = res->value_len < sizeof(w->value) - 1 ? res->value_len : sizeof(w->value) - 1;
+
+    w->calls++;
+    w->res = *res;
+    w->res.value = NULL;
+    if (res->value != NULL)
+        memcpy(w->value, res->value, n);
+    w->value[n] = '\0';
+    w->at_ms = now_ms();
+}
+
+static void wait_for(struct event_base *base, struct waiter *w)
+{
+    while (w->calls == 0)
+        event_base_loop(base, EVLOOP_ONCE);
+}
+
+/* Runs the loop for ms milliseconds. */
+static void run_for(struct event_base *base, long ms)
+{
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+
+    event_base_loopexit(base, &tv);
+    event_base_dispatch(base);
+}
+
+static struct waiter do_get(struct env *e, const char *key)
+{
+    struct waiter w = {.calls = 0};
+
+    assert_non_null(kv_get(e->kv, key, on_result, &w));
+    wait_for(e->base, &w);
+    return w;
+}
+
+static struct waiter do_incr(struct kv *kv, struct event_base *base, const char *key, int64_t d,
+                             uint64_t ttl)
+{
+    struct waiter w = {.calls = 0};
+
+    assert_non_null(kv_incr(kv, key, d, ttl, on_result, &w));
+    wait_for(base, &w);
+    return w;
+}
+
+static struct waiter do_take(struct kv *kv, struct event_base *base, const char *key, double cap,
+                             double rate, double cost)
+{
+    struct waiter w = {.calls = 0};
+
+    if (kv_take(kv, key, cap, rate, cost, on_result, &w) == NULL)
+        w.res.status = KV_ERROR;
+    else
+        wait_for(base, &w);
+    return w;
+}
+
+/* ---- the table: one step per row, run in order on one handle ---- */
+
+enum step_op { S_GET, S_SET, S_DEL, S_INCR };
+
+struct step {
+    enum step_op op;
+    const char *key;
+    const char *value; /* set; get: expected */
+    size_t value_len;  /* set: when the value holds NUL */
+    int64_t delta;
+    enum kv_status status;
+    int64_t number; /* incr: expected */
+};
+
+static const struct step steps[] = {
+    {.op = S_GET, .key = "a", .status = KV_NOTFOUND},
+    {.op = S_SET, .key = "a", .value = "hello", .status = KV_OK},
+    {.op = S_GET, .key = "a", .value = "hello", .status = KV_OK},
+    {.op = S_SET, .key = "a", .value = "", .status = KV_OK},
+    {.op = S_GET, .key = "a", .value = "", .status = KV_OK},
+    {.op = S_SET, .key = "bin", .value = "x\0y", .value_len = 3, .status = KV_OK},
+    {.op = S_DEL, .key = "a", .status = KV_OK},
+    {.op = S_DEL, .key = "a", .status = KV_NOTFOUND},
+    {.op = S_GET, .key = "a", .status = KV_NOTFOUND},
+    {.op = S_INCR, .key = "n", .delta = 5, .status = KV_OK, .number = 5},
+    {.op = S_INCR, .key = "n", .delta = -7, .status = KV_OK, .number = -2},
+    {.op = S_GET, .key = "n", .value = "-2", .status = KV_OK},
+    {.op = S_SET, .key = "s", .value = "text", .status = KV_OK},
+    {.op = S_INCR, .key = "s", .delta = 1, .status = KV_ERROR},
+    {.op = S_SET, .key = "n", .value = "41", .status = KV_OK},
+    {.op = S_INCR, .key = "n", .delta = 1, .status = KV_OK, .number = 42},
+};
+
+static void run_step(struct env *e, const struct step *s)
+{
+    struct waiter w = {.calls = 0};
+    size_t len = s->value_len != 0 ? s->value_len : (s->value != NULL ? strlen(s->value) : 0);
+    struct kv_req *req = NULL;
+
+    switch (s->op) {
+    case S_GET:
+        req = kv_get(e->kv, s->key, on_result, &w);
+        break;
+    case S_SET:
+        req = kv_set(e->kv, s->key, s->value, len, 0, on_result, &w);
+        break;
+    case S_DEL:
+        req = kv_del(e->kv, s->key, on_result, &w);
+        break;
+    case S_INCR:
+        req = kv_incr(e->kv, s->key, s->delta, 0, on_result, &w);
+        break;
+    }
+    assert_non_null(req);
+    assert_int_equal(w.calls, 0); /* never inside the call */
+    wait_for(e->base, &w);
+    assert_int_equal(w.calls, 1);
+    assert_string_equal(kv_status_name(w.res.status), kv_status_name(s->status));
+    if (s->op == S_GET && s->status == KV_OK) {
+        assert_int_equal(w.res.value_len, len);
+        assert_memory_equal(w.value, s->value, len);
+    }
+    if (s->op == S_INCR && s->status == KV_OK)
+        assert_int_equal(w.res.number, s->number);
+}
+
+static void test_steps(void **state)
+{
+    struct env *e = *state;
+    struct waiter w;
+
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++)
+        run_step(e, &steps[i]);
+    w = do_get(e, "bin");
+    assert_int_equal(w.res.value_len, 3);
+    assert_memory_equal(w.value, "x\0y", 3);
+    assert_null(kv_get(e->kv, "", on_result, &w));
+}
+
+static void test_ttl(void **state)
+{
+    struct env *e = *state;
+    struct waiter w = {.calls = 0};
+
+    assert_non_null(kv_set(e->kv, "t", "v", 1, 150, on_result, &w));
+    wait_for(e->base, &w);
+    assert_int_equal(w.res.status, KV_OK);
+    assert_int_equal(do_get(e, "t").res.status, KV_OK);
+    assert_int_equal(do_incr(e->kv, e->base, "c", 1, 200).res.number, 1);
+    assert_int_equal(do_incr(e->kv, e->base, "c", 1, 5000).res.number, 2); /* TTL kept */
+    run_for(e->base, 300);
+    assert_int_equal(do_get(e, "t").res.status, KV_NOTFOUND);
+    assert_int_equal(do_incr(e->kv, e->base, "c", 1, 0).res.number, 1); /* expired: new */
+    w = (struct waiter){.calls = 0};
+    assert_non_null(kv_purge(e->kv, on_result, &w));
+    wait_for(e->base, &w);
+    assert_int_equal(w.res.status, KV_OK);
+}
+
+static void test_bucket(void **state)
+{
+    struct env *e = *state;
+    struct waiter w;
+
+    for (int i = 0; i < 5; i++) {
+        w = do_take(e->kv, e->base, "b", 5, 10, 1);
+        assert_int_equal(w.res.status, KV_OK);
+        assert_true(w.res.allowed);
+        assert_true(w.res.tokens < 5 - i && w.res.tokens >= 4 - i);
+    }
+    w = do_take(e->kv, e->base, "b", 5, 10, 1);
+    assert_int_equal(w.res.status, KV_OK);
+    assert_false(w.res.allowed);
+    run_for(e->base, 250); /* ~2.5 tokens back */
+    for (int i = 0; i < 2; i++)
+        assert_true(do_take(e->kv, e->base, "b", 5, 10, 1).res.allowed);
+    assert_false(do_take(e->kv, e->base, "b2", 5, 10, 6).res.allowed); /* more than capacity */
+    assert_true(do_take(e->kv, e->base, "b2", 5, 10, 5).res.allowed);
+    assert_null(kv_take(e->kv, "b3", 0, 1, 1, on_result, &w));
+}
+
+static void test_cancel(void **state)
+{
+    struct env *e = *state;
+    struct waiter w = {.calls = 0}, w2 = {.calls = 0};
+    struct kv_req *req = kv_incr(e->kv, "k", 1, 0, on_result, &w);
+
+    assert_non_null(req);
+    kv_cancel(req);
+    run_for(e->base, 100);
+    assert_int_equal(w.calls, 0);
+    assert_non_null(kv_get(e->kv, "k", on_result, &w2));
+    wait_for(e->base, &w2);
+    assert_int_equal(w2.calls, 1);
+    assert_int_equal(w.calls, 0);
+}
+
+static void test_free_pending(void **state)
+{
+    struct env *e = *state;
+    struct waiter w[3] = {{.calls = 0}};
+
+    assert_non_null(kv_get(e->kv, "x", on_result, &w[0]));
+    assert_non_null(kv_set(e->kv, "x", "1", 1, 0, on_result, &w[1]));
+    assert_non_null(kv_incr(e->kv, "y", 1, 0, on_result, &w[2]));
+    kv_free(&e->kv);
+    assert_null(e->kv);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(w[i].calls, 1);
+        assert_int_equal(w[i].res.status, KV_CANCELLED);
+    }
+    run_for(e->base, 50);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(w[i].calls, 1);
+}
+
+/* ---- three processes on one counter and one bucket ---- */
+
+/* In a child: its own loop and handle; exit status = successes (<= 255 / counted). */
+static void child_run(struct env *e, bool bucket)
+{
+    struct event_base *base = event_base_new();
+    struct kv *kv = base != NULL ? env_open(e, base) : NULL;
+    int n = 0;
+
+    if (kv == NULL)
+        _exit(255);
+    for (int i = 0; i < (bucket ? BUCKET : INCRS); i++) {
+        struct waiter w = bucket ? do_take(kv, base, "bucket", BUCKET, 0.001, 1)
+                                 : do_incr(kv, base, "counter", 1, 0);
+
+        if (w.res.status != KV_OK)
+            _exit(254);
+        n += bucket ? w.res.allowed : 0;
+    }
+    kv_free(&kv);
+    event_base_free(base);
+    _exit(bucket ? n : 0);
+}
+
+static int run_children(struct env *e, bool bucket)
+{
+    pid_t pids[PROCS];
+    int total = 0;
+
+    kv_free(&e->kv); /* no LMDB handle of ours is inherited across fork */
+    for (int i = 0; i < PROCS; i++) {
+        pids[i] = fork();
+        if (pids[i] == 0)
+            child_run(e, bucket);
+    }
+    for (int i = 0; i < PROCS; i++) {
+        int st = 0;
+
+        waitpid(pids[i], &st, 0);
+        assert_true(WIFEXITED(st));
+        assert_true(WEXITSTATUS(st) <= BUCKET);
+        total += WEXITSTATUS(st);
+    }
+    e->kv = env_open(e, e->base);
+    assert_non_null(e->kv);
+    return total;
+}
+
+static void test_concurrent_incr(void **state)
+{
+    struct env *e = *state;
+    struct waiter w;
+
+    run_children(e, false);
+    w = do_get(e, "counter");
+    assert_int_equal(w.res.status, KV_OK);
+    assert_string_equal(w.value, "1500");
+}
+
+static void test_concurrent_bucket(void **state)
+{
+    struct env *e = *state;
+
+    assert_int_equal(run_children(e, true), BUCKET);
+    assert_false(do_take(e->kv, e->base, "bucket", BUCKET, 0.001, 1).res.allowed);
+}
+
+/* ---- faults ---- */
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    *(long *)arg = now_ms();
+}
+
+/* SIGSTOP: the connection stays up, no answer comes. */
+static void test_redis_hung(void **state)
+{
+    struct env *e = *state;
+    struct waiter w = {.calls = 0};
+    long ticked = 0, start;
+    struct timeval tick = {.tv_sec = 0, .tv_usec = 100000};
+    struct event *ev = evtimer_new(e->base, on_tick, &ticked);
+
+    assert_int_equal(do_get(e, "h").res.status, KV_NOTFOUND); /* connected */
+    kill(e->redis_pid, SIGSTOP);
+    start = now_ms();
+    evtimer_add(ev, &tick);
+    assert_non_null(kv_incr(e->kv, "h", 1, 0, on_result, &w));
+    wait_for(e->base, &w);
+    assert_int_equal(w.res.status, KV_TIMEOUT);
+    assert_in_range(w.at_ms - start, TIMEOUT_MS - 20, TIMEOUT_MS + 200);
+    assert_in_range(ticked - start, 90, 250); /* the loop kept running */
+    event_free(ev);
+    kill(e->redis_pid, SIGCONT);
+    w = do_get(e, "h"); /* the late incr's reply is dropped, this one is ours */
+    assert_int_equal(w.res.status, KV_OK);
+    assert_string_equal(w.value, "1");
+}
+
+/* Killed: KV_ERROR at once; restarted: works again after a reconnect. */
+static void test_redis_down(void **state)
+{
+    struct env *e = *state;
+    struct waiter w = {.calls = 0};
+    long start, deadline;
+
+    assert_int_equal(do_get(e, "d").res.status, KV_NOTFOUND);
+    redis_stop(e);
+    run_for(e->base, 50); /* the disconnect is seen */
+    for (int i = 0; i < 3; i++) {
+        start = now_ms();
+        w = do_get(e, "d");
+        assert_int_equal(w.res.status, KV_ERROR);
+        assert_true(w.at_ms - start < 100);
+        run_for(e->base, 60);
+    }
+    assert_int_equal(redis_start(e), 0);
+    deadline = now_ms() + 3000;
+    do {
+        run_for(e->base, 50);
+        w = do_get(e, "d");
+    } while (w.res.status == KV_ERROR && now_ms() < deadline);
+    assert_int_equal(w.res.status, KV_NOTFOUND);
+}
+
+static bool open_fails(const char *dir)
+{
+    struct event_base *base = event_base_new();
+    struct kv_config cfg = {.backend = KV_BACKEND_LMDB, .lmdb_dir = dir};
+    struct kv *kv = NULL;
+    char err[256];
+    int rc = kv_new(base, &cfg, &kv, err, sizeof(err));
+
+    kv_free(&kv);
+    event_base_free(base);
+    return rc < 0 && err[0] != '\0';
+}
+
+/* A directory that cannot be written (as nobody, when we are root), and a
+ * path under a regular file. */
+static void test_lmdb_unwritable(void **state)
+{
+    struct env *e = *state;
+    char ro[96], file[96], under[128];
+    int st = 0;
+    pid_t pid;
+
+    snprintf(ro, sizeof(ro), "%s/ro", e->dir);
+    snprintf(file, sizeof(file), "%s/file", e->dir);
+    snprintf(under, sizeof(under), "%s/file/state", e->dir);
+    assert_int_equal(mkdir(ro, 0555), 0);
+    fclose(fopen(file, "w"));
+    assert_true(open_fails(under));
+    pid = fork();
+    if (pid == 0) {
+        if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0))
+            _exit(2);
+        _exit(open_fails(ro) ? 0 : 1);
+    }
+    waitpid(pid, &st, 0);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+#define COMMON_TESTS                                                                               \
+    cmocka_unit_test_setup_teardown(test_steps, test_setup, test_teardown),                        \
+        cmocka_unit_test_setup_teardown(test_ttl, test_setup, test_teardown),                      \
+        cmocka_unit_test_setup_teardown(test_bucket, test_setup, test_teardown),                   \
+        cmocka_unit_test_setup_teardown(test_cancel, test_setup, test_teardown),                   \
+        cmocka_unit_test_setup_teardown(test_free_pending, test_setup, test_teardown),             \
+        cmocka_unit_test_setup_teardown(test_concurrent_incr, test_setup, test_teardown),          \
+        cmocka_unit_test_setup_teardown(test_concurrent_bucket, test_setup, test_teardown)
+
+int main(void)
+{
+    const struct CMUnitTest lmdb_tests[] = {
+        COMMON_TESTS,
+        cmocka_unit_test_setup_teardown(test_lmdb_unwritable, test_setup, test_teardown),
+    };
+    const struct CMUnitTest redis_tests[] = {
+        COMMON_TESTS,
+        cmocka_unit_test_setup_teardown(test_redis_hung, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_redis_down, test_setup, test_teardown),
+    };
+    int failed;
+
+    signal(SIGPIPE, SIG_IGN);
+    failed = cmocka_run_group_tests_name("kv-lmdb", lmdb_tests, group_setup_lmdb, group_teardown);
+    if (access(REDIS_PATH, X_OK) != 0) {
+        fprintf(stderr, "test-kv: %s not installed: Redis half skipped\n", REDIS_PATH);
+        return failed != 0 ? 1 : 77;
+    }
+    failed +=
+        cmocka_run_group_tests_name("kv-redis", redis_tests, group_setup_redis, group_teardown);
+    return failed != 0 ? 1 : 0;
+}
