@@ -16,7 +16,7 @@ gateway_libgateway_a_SOURCES = \
 	gateway/smtp-relay.c gateway/smtp-relay.h \
 	gateway/smtp-hooks.c gateway/smtp-hooks.h
 
-GATEWAY_LIBS = gateway/libgateway.a relay/librelay.a $(POSTERN_LIBS)
+GATEWAY_LIBS = gateway/libgateway.a filters/libfilters.a relay/librelay.a $(POSTERN_LIBS)
 
 sbin_PROGRAMS += posternd
 posternd_SOURCES = gateway/main.c

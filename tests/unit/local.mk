@@ -12,6 +12,7 @@ UNIT_TESTS = \
 	tests/unit/test-netaddr \
 	tests/unit/test-dns
 UNIT_TESTS += tests/unit/test-kv
+UNIT_TESTS += tests/unit/test-chain
 check_PROGRAMS += $(UNIT_TESTS)
 TESTS += $(UNIT_TESTS)
 UNIT_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
@@ -41,3 +42,5 @@ tests_unit_test_dns_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_dns_LDADD = $(UNIT_LIBS)
 tests_unit_test_kv_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_kv_LDADD = $(UNIT_LIBS)
+tests_unit_test_chain_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_chain_LDADD = $(UNIT_LIBS)

@@ -1,0 +1,79 @@
+/*
+ * chain — runs the configured filters for each stage of a transaction and
+ * gathers their findings into one result.
+ *
+ * For a stage, every filter that has a callback for it is called at once;
+ * the chain counts what is outstanding, arms each pending filter's timeout,
+ * and when nothing is outstanding merges: symbols are collected (a score
+ * total is kept), the strongest action wins (filter.h), a filter that
+ * failed or timed out is handled by its on_error. An ACCEPT (allow-list)
+ * stops every further check of the session: later stages return at once
+ * with no filter called. Stats per filter (calls, hits = calls that added a
+ * symbol or asked for an action, errors, timeouts, total time) are kept for
+ * the metrics endpoint.
+ *
+ * Owned by one worker and its event_base. Trusts the filters' contract
+ * (filter.h); never calls back inside chain_run.
+ */
+#ifndef POSTERN_CHAIN_H
+#define POSTERN_CHAIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "filters/filter.h"
+
+struct event_base;
+struct chain;
+struct chain_run;
+struct chain_session;
+
+struct chain_link {
+    const struct filter_ops *ops;
+    void *instance;                 /* the filter's own state (config, connections) */
+    enum filter_on_error on_error;
+    unsigned timeout_ms;
+};
+
+#define CHAIN_SYMBOLS_MAX 128
+
+/* The findings of a session's stages so far (symbols accumulate over the
+ * stages of a transaction; the action is the stage's). */
+struct chain_result {
+    struct filter_symbol symbols[CHAIN_SYMBOLS_MAX];
+    size_t symbol_count;
+    double score;
+    enum filter_action action;      /* of the last stage run */
+    struct smtp_status reply;       /* for REJECT/TEMPFAIL/DISCONNECT; code 0 = default */
+    const char *action_by;          /* name of the filter that decided, or NULL */
+};
+
+struct chain_filter_stats {
+    const char *name;
+    uint64_t calls, hits, errors, timeouts;
+    uint64_t usec;                  /* time spent, callback start to done */
+};
+
+struct chain *chain_new(struct event_base *base, const struct chain_link *links, size_t count);
+void chain_free(struct chain **chain);
+
+/* One per SMTP session: remembers an ACCEPT (allow-list) across stages and
+ * holds the transaction's findings. chain_session_reset starts a new
+ * transaction (symbols cleared, ACCEPT kept). */
+struct chain_session *chain_session_new(struct chain *chain);
+void chain_session_reset(struct chain_session *s);
+void chain_session_free(struct chain_session **s);
+const struct chain_result *chain_session_result(const struct chain_session *s);
+
+typedef void chain_done_cb(void *ctx, const struct chain_result *result);
+
+/* Runs stage for txn. cb runs once, on the loop, never inside this call.
+ * Returns a handle for chain_run_cancel (cb is then not called), or NULL
+ * when out of memory (cb is not called). txn must stay valid until cb. */
+struct chain_run *chain_run(struct chain_session *s, enum filter_stage stage,
+                            const struct filter_txn *txn, chain_done_cb *cb, void *ctx);
+void chain_run_cancel(struct chain_run *run);
+
+size_t chain_stats(const struct chain *chain, struct chain_filter_stats *out, size_t max);
+
+#endif

@@ -1,0 +1,49 @@
+/*
+ * filter-private — the inside of struct filter_call, shared by filter.c (the
+ * calls a filter makes) and chain.c (which creates, times and merges calls).
+ * Nothing outside filters/ includes this: filters see only filter.h.
+ */
+#ifndef POSTERN_FILTER_PRIVATE_H
+#define POSTERN_FILTER_PRIVATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "filters/chain.h"
+#include "filters/filter.h"
+#include "lib/smtp-reply.h"
+
+struct event;
+
+enum filter_call_state {
+    FILTER_CALL_IDLE,      /* the link has no callback for this stage */
+    FILTER_CALL_RUNNING,   /* inside the stage callback */
+    FILTER_CALL_PENDING,   /* returned 0: waiting for filter_call_done or the timer */
+    FILTER_CALL_FINISHED,  /* done, failed or timed out: findings are final */
+    FILTER_CALL_CANCELLED, /* chain_run_cancel */
+};
+
+struct filter_call {
+    struct chain_run *run;
+    size_t index; /* of the link in the chain */
+    const struct chain_link *link;
+    const struct filter_txn *txn;
+    enum filter_stage stage;
+    enum filter_call_state state;
+    void *data;
+    struct event *timer; /* armed while pending */
+    uint64_t start_usec;
+    /* findings; symbols beyond CHAIN_SYMBOLS_MAX are dropped, their score kept */
+    struct filter_symbol *symbols;
+    size_t symbol_count, symbol_alloc;
+    double score;
+    bool hit;
+    enum filter_action action;
+    struct smtp_status reply;
+};
+
+/* chain.c: a pending call ended (result 1 = done, -1 = error). */
+void chain_call_done(struct filter_call *call, int result);
+
+#endif

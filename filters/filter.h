@@ -1,0 +1,123 @@
+/*
+ * filter — what a filter is, and the one call (struct filter_call) through
+ * which it sees a transaction and reports what it found.
+ *
+ * A filter is a module with a name, a config table, and a callback for each
+ * stage it cares about. The chain (chain.h) calls the stage callbacks of all
+ * its filters for a stage at once and waits for them. Contract of a stage
+ * callback:
+ *   return 1   done now: findings (symbols, an action) were added to call;
+ *   return 0   pending: the filter calls filter_call_done(call, 1 or -1)
+ *              later, on the same event loop, never from inside the callback;
+ *   return -1  error: the filter's on_error applies.
+ * A pending call may be cancelled (timeout, client gone): the chain calls the
+ * filter's cancel(instance, call), after which the filter must not touch the
+ * call again. Filters know nothing of sockets: they see struct filter_txn.
+ *
+ * Trusts filters to keep this contract; everything in filter_txn that came
+ * from the network is untrusted and already bounded by the SMTP layer.
+ */
+#ifndef POSTERN_FILTER_H
+#define POSTERN_FILTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/netaddr.h"
+#include "lib/smtp-reply.h"
+
+enum filter_stage {
+    FILTER_CONNECT,
+    FILTER_HELO,
+    FILTER_MAIL,
+    FILTER_RCPT,
+    FILTER_DATA,
+    FILTER_EOM,
+    FILTER_STAGES
+};
+
+/* The closed set of actions a filter may ask for, weakest first. When several
+ * filters of one stage ask, the strongest wins (filter_action_stronger). */
+enum filter_action {
+    FILTER_ACTION_NONE,       /* nothing asked: go on */
+    FILTER_ACTION_DISCARD,    /* accept and drop */
+    FILTER_ACTION_HOLD,       /* accept into the held state */
+    FILTER_ACTION_QUARANTINE, /* accept into quarantine */
+    FILTER_ACTION_TEMPFAIL,   /* 4xx */
+    FILTER_ACTION_REJECT,     /* 5xx */
+    FILTER_ACTION_DISCONNECT, /* 421 and close */
+    FILTER_ACTION_ACCEPT,     /* allow-listed: skip every further check of this session */
+};
+
+/* What a filter does when it fails or times out. */
+enum filter_on_error {
+    FILTER_ON_ERROR_TEMPFAIL, /* 451 4.7.1: fail closed (safety scanners) */
+    FILTER_ON_ERROR_ACCEPT,   /* stop checking, accept */
+    FILTER_ON_ERROR_SKIP,     /* as if the filter was not there, with a symbol NAME_ERROR(0) */
+    FILTER_ON_ERROR_REJECT,   /* 554 5.7.1 */
+};
+
+enum filter_direction { FILTER_INBOUND, FILTER_OUTBOUND };
+
+/* The transaction as filters see it. Strings are NUL-terminated and valid
+ * for the duration of the stage. */
+struct filter_txn {
+    const char *queue_id;       /* NULL before MAIL */
+    const char *listener;
+    enum filter_direction direction;
+    struct netaddr client;
+    const char *client_addr;    /* text */
+    const char *client_name;    /* reverse name or "unknown" */
+    const char *helo;           /* NULL before HELO */
+    bool authenticated;
+    const char *auth_user;      /* NULL unless authenticated */
+    bool trusted;               /* in relay.trusted_networks */
+    const char *sender;         /* from MAIL; "" = null sender */
+    const char *rcpt;           /* the recipient being checked (RCPT stage) */
+    const char *const *rcpts;   /* accepted so far (DATA, EOM) */
+    size_t rcpt_count;
+    int content_fd;             /* EOM: the message, read with pread; -1 otherwise */
+    uint64_t content_off, content_len;
+};
+
+#define FILTER_SYMBOL_NAME_MAX 64
+#define FILTER_SYMBOL_TEXT_MAX 128
+
+struct filter_symbol {
+    char name[FILTER_SYMBOL_NAME_MAX];  /* "DNSBL_ZEN" */
+    double score;
+    char text[FILTER_SYMBOL_TEXT_MAX];  /* "127.0.0.2" or "" */
+};
+
+struct filter_call;
+
+struct filter_ops {
+    const char *name;
+    /* NULL for stages the filter does not look at */
+    int (*stage[FILTER_STAGES])(void *instance, struct filter_call *call);
+    void (*cancel)(void *instance, struct filter_call *call);
+};
+
+/* For the filter, inside a stage callback or before filter_call_done: */
+const struct filter_txn *filter_call_txn(const struct filter_call *call);
+enum filter_stage filter_call_stage(const struct filter_call *call);
+/* Adds a symbol; text may be NULL. Over the chain's symbol limit it is dropped. */
+void filter_call_symbol(struct filter_call *call, const char *name, double score,
+                        const char *text);
+/* Asks for an action; code/enhanced/text give the reply for REJECT,
+ * TEMPFAIL and DISCONNECT (code 0 = the chain's default reply). */
+void filter_call_action(struct filter_call *call, enum filter_action action, unsigned code,
+                        const char *enhanced, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+/* Per-call room for the filter's own state while pending. */
+void filter_call_set_data(struct filter_call *call, void *data);
+void *filter_call_data(const struct filter_call *call);
+/* Ends a pending call: result 1 = done, -1 = error (on_error applies). */
+void filter_call_done(struct filter_call *call, int result);
+
+bool filter_action_stronger(enum filter_action a, enum filter_action b);
+const char *filter_action_name(enum filter_action a);
+const char *filter_stage_name(enum filter_stage s);
+
+#endif
