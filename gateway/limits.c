@@ -20,6 +20,12 @@ struct limits_row {
 struct limits {
     unsigned workers;
     size_t mapped;
+    /* 1 + the highest row ever cleared (the master clears a row before it
+     * forks the row's worker): checks sum only rows[0..high), not all
+     * `workers` rows, most of which never run. Each row is ~200 KB, so a
+     * check over every row would touch hundreds of pages per new client
+     * address (and keep them resident in every worker). */
+    volatile unsigned high;
     struct limits_row rows[];
 };
 
@@ -44,8 +50,11 @@ void limits_destroy(struct limits **lp)
 
 void limits_clear_worker(struct limits *l, unsigned worker)
 {
-    if (l != NULL && worker < l->workers)
+    if (l != NULL && worker < l->workers) {
         memset(&l->rows[worker], 0, sizeof(l->rows[worker]));
+        if (worker + 1 > l->high)
+            l->high = worker + 1;
+    }
 }
 
 static uint32_t slot_of(const struct netaddr *addr)
@@ -53,11 +62,13 @@ static uint32_t slot_of(const struct netaddr *addr)
     return netaddr_hash(addr, 0x5eed) % LIMITS_SLOTS;
 }
 
-static void sum_slot(const struct limits *l, uint32_t slot, uint32_t minute, uint64_t *total,
-                     uint64_t *sessions, uint64_t *rate)
+static void sum_slot(const struct limits *l, unsigned worker, uint32_t slot, uint32_t minute,
+                     uint64_t *total, uint64_t *sessions, uint64_t *rate)
 {
+    unsigned rows = l->high > worker ? l->high : worker + 1;
+
     *total = *sessions = *rate = 0;
-    for (unsigned w = 0; w < l->workers; w++) {
+    for (unsigned w = 0; w < rows && w < l->workers; w++) {
         const volatile struct limits_row *r = &l->rows[w];
         *total += r->total;
         *sessions += r->sessions[slot];
@@ -74,7 +85,7 @@ enum limits_verdict limits_session_open(struct limits *l, unsigned worker,
     uint64_t total, sessions, rate;
     struct limits_row *row = &l->rows[worker];
 
-    sum_slot(l, slot, minute, &total, &sessions, &rate);
+    sum_slot(l, worker, slot, minute, &total, &sessions, &rate);
     if (cfg->max_sessions > 0 && total >= (uint64_t)cfg->max_sessions)
         return LIMITS_TOO_MANY_SESSIONS;
     if (!cfg->exempt && cfg->max_per_ip > 0 && sessions >= (uint64_t)cfg->max_per_ip)
