@@ -305,6 +305,9 @@ static int open_fifo(struct qmgr *q, char *error, size_t errsize)
         snprintf(error, errsize, "open %.300s: %s", path, strerror(errno));
         return -1;
     }
+    /* A big pipe: a burst of thousands of notifications must not be
+     * dropped (a dropped one waits for the next scan). Best effort. */
+    fcntl(q->fifo_fd, F_SETPIPE_SZ, 1 << 20);
     q->fifo_buf = evbuffer_new();
     q->fifo_ev = event_new(q->base, q->fifo_fd, EV_READ | EV_PERSIST, on_fifo, q);
     event_add(q->fifo_ev, NULL);
