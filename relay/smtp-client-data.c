@@ -30,11 +30,21 @@
 #include "lib/smtp-params.h"
 #include "lib/log.h"
 
+/* The end of the run of ordinary octets starting at in[i]: the next CR or LF. */
+static size_t run_end(const unsigned char *in, size_t i, size_t len)
+{
+    const unsigned char *cr = memchr(in + i, '\r', len - i);
+    const unsigned char *lf = memchr(in + i, '\n', (cr != NULL ? (size_t)(cr - in) : len) - i);
+    const unsigned char *e = cr == NULL ? lf : lf == NULL || cr < lf ? cr : lf;
+
+    return e == NULL ? len : (size_t)(e - in);
+}
+
 size_t dot_writer_put(struct dot_writer *w, const unsigned char *in, size_t len, unsigned char *out)
 {
-    size_t n = 0;
+    size_t n = 0, i = 0;
 
-    for (size_t i = 0; i < len; i++) {
+    while (i < len) {
         unsigned char ch = in[i];
 
         if (w->cr) { /* a CR, and then? */
@@ -42,21 +52,28 @@ size_t dot_writer_put(struct dot_writer *w, const unsigned char *in, size_t len,
             out[n++] = '\r';
             out[n++] = '\n';
             w->mid_line = false;
-            if (ch == '\n')
+            if (ch == '\n') {
+                i++;
                 continue;
+            }
         }
-        if (ch == '\r') {
-            w->cr = true;
-        } else if (ch == '\n') {
-            out[n++] = '\r';
-            out[n++] = '\n';
-            w->mid_line = false;
-        } else {
-            if (ch == '.' && !w->mid_line)
-                out[n++] = '.';
-            out[n++] = ch;
-            w->mid_line = true;
+        if (ch == '\r' || ch == '\n') {
+            w->cr = ch == '\r';
+            if (ch == '\n') {
+                out[n++] = '\r';
+                out[n++] = '\n';
+                w->mid_line = false;
+            }
+            i++;
+            continue;
         }
+        if (ch == '.' && !w->mid_line)
+            out[n++] = '.';
+        size_t e = run_end(in, i, len); /* copy the rest of the line at once */
+        memcpy(out + n, in + i, e - i);
+        n += e - i;
+        i = e;
+        w->mid_line = true;
     }
     return n;
 }
