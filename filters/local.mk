@@ -3,4 +3,5 @@
 noinst_LIBRARIES += filters/libfilters.a
 filters_libfilters_a_SOURCES = \
 	filters/filter.c filters/filter.h filters/filter-private.h \
-	filters/chain.c filters/chain.h
+	filters/chain.c filters/chain.h \
+	filters/dnsbl.c filters/dnsbl.h

@@ -14,7 +14,8 @@ gateway_libgateway_a_SOURCES = \
 	gateway/smtp-cmd-data.c gateway/smtp-cmd-bdat.c gateway/smtp-cmd-auth.c \
 	gateway/smtp-cmd-starttls.c gateway/smtp-cmd-misc.c gateway/smtp-cmd-xclient.c \
 	gateway/smtp-relay.c gateway/smtp-relay.h \
-	gateway/smtp-hooks.c gateway/smtp-hooks.h
+	gateway/smtp-hooks.c gateway/smtp-hooks.h \
+	gateway/smtp-filters.c gateway/smtp-filters.h
 
 GATEWAY_LIBS = gateway/libgateway.a filters/libfilters.a relay/librelay.a $(POSTERN_LIBS)
 

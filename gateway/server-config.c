@@ -139,6 +139,33 @@ static const struct cfg_key listener_keys[] = {
 };
 #undef S
 
+/* The order of enum filter_on_error (filters/filter.h). */
+static const char *const on_error_values[] = { "tempfail", "accept", "skip", "reject", NULL };
+
+#define S(field) offsetof(struct filter_settings, field)
+static const struct cfg_key filter_keys[] = {
+    { "name", CFG_STRING, S(name), NULL, 0, 0, NULL, "the filter: dnsbl (required)" },
+    { "on_error", CFG_ENUM, S(on_error), "skip", 0, 0, on_error_values,
+      "when the filter fails or times out: tempfail, accept, skip or reject" },
+    { "timeout", CFG_DURATION, S(timeout), "5s", 100, SEC(600), NULL,
+      "longest wait for the filter per stage" },
+    { "reject_score", CFG_DOUBLE, S(reject_score), "0", 0, 1000000, NULL,
+      "dnsbl: reject at connect when the lists' scores reach this (0 = never)" },
+    { "lists", CFG_GROUP, 0, NULL, 0, 0, NULL, "dnsbl: the DNS lists" },
+    { .name = NULL },
+};
+#undef S
+
+#define S(field) offsetof(struct dnsbl_list_settings, field)
+static const struct cfg_key dnsbl_list_keys[] = {
+    { "zone", CFG_STRING, S(zone), NULL, 0, 0, NULL, "the list's DNS zone (required)" },
+    { "score", CFG_DOUBLE, S(score), "1", -1000000, 1000000, NULL, "score of a listing" },
+    { "codes", CFG_STRLIST, S(codes), "", 0, 0, NULL,
+      "answers that count as listed, e.g. \"127.0.0.2\" (empty = any)" },
+    { .name = NULL },
+};
+#undef S
+
 static const struct {
     const char *name;
     const struct cfg_key *keys;
@@ -158,6 +185,8 @@ void postern_config_describe(FILE *out)
     for (size_t i = 0; i < N_SECTIONS; i++)
         cfg_section_describe(out, sections[i].name, sections[i].keys);
     cfg_section_describe(out, "listeners", listener_keys);
+    cfg_section_describe(out, "filters", filter_keys);
+    cfg_section_describe(out, "lists", dnsbl_list_keys);
     relay_config_describe(out);
 }
 
@@ -169,13 +198,13 @@ static void check_top_level(const config_t *cf, struct cfg_errors *errs)
         const config_setting_t *s = config_setting_get_elem(root, i);
         const char *name = config_setting_name(s);
         bool known = strcmp(name, "listeners") == 0 || strcmp(name, "transports") == 0 ||
-                     strcmp(name, "queue") == 0;
+                     strcmp(name, "queue") == 0 || strcmp(name, "filters") == 0;
         for (size_t j = 0; j < N_SECTIONS; j++)
             known = known || strcmp(name, sections[j].name) == 0;
         if (!known)
             cfg_error_add(errs, s, "unknown section \"%s\"", name);
         else if (config_setting_type(s) != CONFIG_TYPE_GROUP && strcmp(name, "listeners") != 0 &&
-                 strcmp(name, "transports") != 0)
+                 strcmp(name, "transports") != 0 && strcmp(name, "filters") != 0)
             cfg_error_add(errs, s, "%s must be a group { ... }", name);
     }
 }
@@ -238,6 +267,80 @@ static void load_listeners(struct postern_config *cfg, const config_t *cf, struc
         else
             load_listener(cfg, g, errs);
     }
+}
+
+static void load_dnsbl_lists(struct filter_settings *f, const config_setting_t *g,
+                             struct cfg_errors *errs)
+{
+    const config_setting_t *ls = config_setting_get_member(g, "lists");
+    int n = ls == NULL ? 0 : config_setting_length(ls);
+
+    if (ls == NULL || config_setting_type(ls) != CONFIG_TYPE_LIST || n == 0) {
+        cfg_error_add(errs, ls != NULL ? ls : g, "dnsbl: lists must be a list ( { zone = ...; } )");
+        return;
+    }
+    if ((f->lists = calloc((size_t)n, sizeof(*f->lists))) == NULL)
+        return;
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(ls, i);
+        struct dnsbl_list_settings *l = &f->lists[f->list_count++];
+        if (config_setting_type(e) != CONFIG_TYPE_GROUP) {
+            cfg_error_add(errs, e, "each dnsbl list must be a group { ... }");
+            continue;
+        }
+        cfg_section_load(e, dnsbl_list_keys, l, errs);
+        if (l->zone == NULL || l->zone[0] == '\0')
+            cfg_error_add(errs, e, "dnsbl list without a zone");
+    }
+}
+
+static void load_filter(struct filter_settings *f, const config_setting_t *g,
+                        struct cfg_errors *errs)
+{
+    cfg_section_load(g, filter_keys, f, errs);
+    if (f->name == NULL)
+        cfg_error_add(errs, g, "filter without a name");
+    else if (strcmp(f->name, "dnsbl") == 0)
+        load_dnsbl_lists(f, g, errs);
+    else
+        cfg_error_add(errs, config_setting_get_member(g, "name"), "unknown filter \"%s\"",
+                      f->name);
+}
+
+static void load_filters(struct postern_config *cfg, const config_t *cf, struct cfg_errors *errs)
+{
+    const config_setting_t *fs = config_lookup(cf, "filters");
+    int n = fs == NULL ? 0 : config_setting_length(fs);
+
+    if (fs == NULL)
+        return;
+    if (config_setting_type(fs) != CONFIG_TYPE_LIST) {
+        cfg_error_add(errs, fs, "filters must be a list ( { ... }, { ... } )");
+        return;
+    }
+    if (n == 0 || (cfg->filters = calloc((size_t)n, sizeof(*cfg->filters))) == NULL)
+        return;
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *g = config_setting_get_elem(fs, i);
+        if (config_setting_type(g) != CONFIG_TYPE_GROUP)
+            cfg_error_add(errs, g, "each filter must be a group { ... }");
+        else
+            load_filter(&cfg->filters[cfg->filter_count++], g, errs);
+    }
+}
+
+static void free_filters(struct postern_config *cfg)
+{
+    for (size_t i = 0; i < cfg->filter_count; i++) {
+        struct filter_settings *f = &cfg->filters[i];
+        for (size_t j = 0; j < f->list_count; j++)
+            cfg_section_free(dnsbl_list_keys, &f->lists[j]);
+        free(f->lists);
+        cfg_section_free(filter_keys, f);
+    }
+    free(cfg->filters);
+    cfg->filters = NULL;
+    cfg->filter_count = 0;
 }
 
 static void load_netlist(struct netaddr_list *out, const struct cfg_strlist *in,
@@ -329,6 +432,7 @@ struct postern_config *postern_config_load(const char *path, struct cfg_errors *
         cfg_section_load(config_lookup(&cf, sections[i].name), sections[i].keys,
                          (char *)cfg + sections[i].offset, errs);
     load_listeners(cfg, &cf, errs);
+    load_filters(cfg, &cf, errs);
     relay_config_load(&cfg->delivery, &cf, errs);
     if (errs->count == before)
         derive(cfg, &cf, errs);
@@ -349,6 +453,7 @@ void postern_config_free(struct postern_config **cfgp)
     for (size_t i = 0; i < cfg->listener_count; i++)
         cfg_section_free(listener_keys, &cfg->listeners[i]);
     free(cfg->listeners);
+    free_filters(cfg);
     relay_config_free(&cfg->delivery);
     netaddr_list_free(&cfg->trusted);
     netaddr_list_free(&cfg->xclient);

@@ -79,6 +79,23 @@ struct auth_settings {
     long long threads;
 };
 
+/* One DNS list of a dnsbl filter. */
+struct dnsbl_list_settings {
+    char *zone;
+    double score;
+    struct cfg_strlist codes; /* answers that count; empty = any 127.0.0.0/8 answer */
+};
+
+/* One element of the filters list. */
+struct filter_settings {
+    char *name;     /* the filter: "dnsbl" */
+    int on_error;   /* enum filter_on_error */
+    long long timeout;
+    double reject_score;
+    struct dnsbl_list_settings *lists;
+    size_t list_count;
+};
+
 struct listener_settings {
     char *name;
     int role; /* enum listener_role */
@@ -101,6 +118,8 @@ struct postern_config {
     struct listener_settings *listeners;
     size_t listener_count;
     struct relay_config delivery; /* the queue manager's sections: queue, transports */
+    struct filter_settings *filters; /* in chain order */
+    size_t filter_count;
 
     /* derived */
     struct netaddr_list trusted;

@@ -20,6 +20,8 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 
+#include "filters/chain.h"
+#include "gateway/smtp-filters.h"
 #include "lib/spool.h"
 #include "gateway/worker.h"
 #include "lib/log.h"
@@ -212,11 +214,14 @@ static void log_summary(struct smtp_session *s, const char *action)
     struct timeval now, d;
     gettimeofday(&now, NULL);
     timersub(&now, &t->start, &d);
-    log_info("%s: from=<%s> to=%s size=%llu client=%s[%s] helo=%s tls=%s auth=%s action=%s "
+    char findings[CHAIN_SYMBOLS_MAX * 24] = "";
+    if (smtp_filters_summary(s, findings + 1, sizeof(findings) - 1))
+        findings[0] = ' ';
+    log_info("%s: from=<%s> to=%s size=%llu client=%s[%s] helo=%s tls=%s auth=%s action=%s%s "
              "delay=%ld.%02ld",
              t->queue_id, from, to, (unsigned long long)smtp_data_size(&t->reader),
              s->client_name, s->client_addr, s->helo, s->tls ? "yes" : "no",
-             s->authenticated ? s->auth_user : "-", action, (long)d.tv_sec,
+             s->authenticated ? s->auth_user : "-", action, findings, (long)d.tv_sec,
              (long)d.tv_usec / 10000);
 }
 

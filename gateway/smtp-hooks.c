@@ -23,7 +23,12 @@ static void accept_cancel(void *ctx, struct smtp_session *session)
     (void)session;
 }
 
-const struct smtp_hooks smtp_hooks_accept_all = { accept_stage, accept_cancel, NULL };
+const struct smtp_hooks smtp_hooks_accept_all = {
+    .stage = accept_stage,
+    .cancel = accept_cancel,
+    .end = NULL,
+    .ctx = NULL,
+};
 
 const char *smtp_stage_name(enum smtp_stage stage)
 {

@@ -9,9 +9,11 @@
  *   return -1 error: the session answers 451 4.3.0 (fail closed).
  * A pending hook must be cancellable: smtp_hooks.cancel is called when the
  * session ends before done() (client gone); after it done() must not run.
+ * smtp_hooks.end (may be NULL) is called once when the session ends, after
+ * any cancel: the hook frees what it keeps for the session (hook_state).
  *
  * The default hook (smtp_hooks_accept_all) accepts everything. The filter
- * chain (filters/) will install itself here.
+ * chain installs itself through gateway/smtp-filters.c.
  */
 #ifndef POSTERN_SMTP_HOOKS_H
 #define POSTERN_SMTP_HOOKS_H
@@ -52,6 +54,7 @@ struct smtp_hooks {
     int (*stage)(void *ctx, struct smtp_session *session, enum smtp_stage stage,
                  struct smtp_hook_result *result, smtp_hook_done_cb *done);
     void (*cancel)(void *ctx, struct smtp_session *session);
+    void (*end)(void *ctx, struct smtp_session *session);
     void *ctx;
 };
 

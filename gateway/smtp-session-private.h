@@ -99,6 +99,7 @@ struct smtp_session {
     bool shutdown_requested;
     bool hook_pending;
     smtp_hook_done_cb *hook_cont;
+    void *hook_state; /* the hooks' own per-session state (smtp-filters.c) */
     struct event *timer;
     struct event *greet_timer;
     struct timeval last_input;

@@ -608,6 +608,24 @@ static void hook_done(struct smtp_session *s, const struct smtp_hook_result *r)
     cont(s, r);
 }
 
+/* A stage that was pending ends: back to the state before it, then on with
+ * what the client sent meanwhile. The depth keeps the session alive while
+ * the continuation runs; a session closed meanwhile only finishes closing. */
+static void hook_done_async(struct smtp_session *s, const struct smtp_hook_result *r)
+{
+    if (s->state == SMTP_S_CLOSING) {
+        s->hook_pending = false;
+        s->hook_cont = NULL;
+        maybe_finish_close(s);
+        return;
+    }
+    s->state = s->resume_state;
+    s->depth++;
+    hook_done(s, r);
+    s->depth--;
+    smtp_session_resume(s, s->state);
+}
+
 void smtp_session_run_stage(struct smtp_session *s, enum smtp_stage stage,
                             smtp_hook_done_cb *cont)
 {
@@ -619,7 +637,7 @@ void smtp_session_run_stage(struct smtp_session *s, enum smtp_stage stage,
     s->hook_pending = true;
     s->resume_state = s->state;
     s->state = SMTP_S_WAIT;
-    rc = h->stage(h->ctx, s, stage, &r, hook_done);
+    rc = h->stage(h->ctx, s, stage, &r, hook_done_async);
     if (rc == 0)
         return;
     s->state = s->resume_state;
@@ -673,6 +691,8 @@ static void session_free(struct smtp_session *s)
 {
     if (s->hook_pending)
         s->worker->hooks->cancel(s->worker->hooks->ctx, s);
+    if (s->worker->hooks->end != NULL)
+        s->worker->hooks->end(s->worker->hooks->ctx, s);
     smtp_session_auth_cancel(s);
     smtp_session_reset_txn(s);
     if (s->limits_counted)

@@ -23,6 +23,7 @@
 
 #include "gateway/listener.h"
 #include "gateway/server-config.h"
+#include "gateway/smtp-filters.h"
 #include "gateway/smtp-hooks.h"
 #include "gateway/smtp-session-private.h"
 #include "lib/spool.h"
@@ -51,6 +52,11 @@ int worker_init(struct worker *w, const struct postern_config *cfg, unsigned ind
     }
     if (spool_open(cfg->server.spool_dir, w->base, &w->spool, error, errsize) < 0)
         return -1;
+    if (cfg->filter_count > 0) {
+        if (smtp_filters_new(w->base, cfg, &w->filters, error, errsize) < 0)
+            return -1;
+        w->hooks = smtp_filters_hooks(w->filters);
+    }
     if (cfg->passwd != NULL &&
         (w->auth_pool = workpool_create(w->base, (unsigned)cfg->auth.threads)) == NULL) {
         snprintf(error, errsize, "cannot start the password threads: %s", strerror(errno));
@@ -76,6 +82,7 @@ void worker_free(struct worker *w)
     if (w->qmgr_fd >= 0)
         close(w->qmgr_fd);
     workpool_destroy(&w->auth_pool);
+    smtp_filters_free(&w->filters);
     spool_close(&w->spool);
     for (size_t i = 0; i < sizeof(w->signals) / sizeof(w->signals[0]); i++) {
         if (w->signals[i] != NULL)

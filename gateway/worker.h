@@ -23,6 +23,7 @@ struct limits;
 struct spool;
 struct workpool;
 struct smtp_hooks;
+struct smtp_filters;
 struct smtp_session;
 struct listener_socket;
 
@@ -34,6 +35,7 @@ struct worker {
     struct spool *spool;
     struct workpool *auth_pool;
     const struct smtp_hooks *hooks;
+    struct smtp_filters *filters; /* NULL when the config lists none */
     int qmgr_fd;               /* the queue manager's FIFO, opened on first use; -1 */
 
     struct evconnlistener **accepting;

@@ -15,7 +15,8 @@
 #include <strings.h>
 
 static const char *const type_names[] = { "bool", "int", "size", "duration",
-                                          "string", "enum", "list", "group" };
+                                          "string", "enum", "list", "group",
+                                          "number" };
 
 void cfg_error_add(struct cfg_errors *errs, const config_setting_t *where, const char *fmt, ...)
 {
@@ -159,6 +160,21 @@ static int check_range(const struct cfg_key *k, long long v)
     return v < k->min || v > k->max ? -1 : 0;
 }
 
+static int store_double(const struct cfg_key *k, double *field, const char *text)
+{
+    char *end;
+    double d;
+
+    errno = 0;
+    d = strtod(text, &end);
+    if (end == text || *end != '\0' || errno != 0 || d != d)
+        return -1;
+    if ((k->min != 0 || k->max != 0) && (d < (double)k->min || d > (double)k->max))
+        return -2;
+    *field = d;
+    return 0;
+}
+
 /* Stores a value given as text (defaults, and string-typed file values). */
 static int store_text(const struct cfg_key *k, void *out, const char *text)
 {
@@ -191,6 +207,8 @@ static int store_text(const struct cfg_key *k, void *out, const char *text)
         return strlist_from_text((struct cfg_strlist *)field, text);
     case CFG_GROUP:
         return 0;
+    case CFG_DOUBLE:
+        return store_double(k, (double *)field, text);
     }
     if (check_range(k, v) < 0)
         return -2;
@@ -246,6 +264,9 @@ static int store_setting(const struct cfg_key *k, void *out, const config_settin
             snprintf(num, sizeof(num), "%lld", config_setting_get_int64(s));
             text = num;
         }
+    } else if (t == CONFIG_TYPE_FLOAT && k->type == CFG_DOUBLE) {
+        snprintf(num, sizeof(num), "%.17g", config_setting_get_float(s));
+        text = num;
     } else if (t == CONFIG_TYPE_BOOL && k->type == CFG_BOOL) {
         text = config_setting_get_bool(s) ? "yes" : "no";
     }

@@ -29,6 +29,7 @@ enum cfg_type {
     CFG_ENUM,     /* int: index into values[] */
     CFG_STRLIST,  /* struct cfg_strlist: a list of strings (or one string) */
     CFG_GROUP,    /* a sub-group read by the caller; the table only allows it */
+    CFG_DOUBLE,   /* double: 3.5, -1, "0.25"; min/max (when set) bound it as integers */
 };
 
 struct cfg_strlist {

@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -225,6 +226,63 @@ class Sink:
 
     def cleanup(self):
         self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Nsd:
+    """NSD serving one zone "test." from zone text, on a free loopback port
+    (SERVICES.md); stopped by its pid."""
+
+    def __init__(self, records):
+        self.dir = tempfile.mkdtemp(prefix="postern-nsd-")
+        self.port = free_port()
+        with open(os.path.join(self.dir, "test.zone"), "w") as f:
+            f.write("$ORIGIN test.\n$TTL 300\n"
+                    "@ IN SOA ns.test. hostmaster.test. 1 3600 600 86400 300\n"
+                    "@ IN NS ns.test.\nns IN A 127.0.0.1\n" + records + "\n")
+        conf = os.path.join(self.dir, "nsd.conf")
+        with open(conf, "w") as f:
+            f.write('server:\n  ip-address: 127.0.0.1@%d\n  port: %d\n  username: ""\n'
+                    '  chroot: ""\n  zonesdir: "%s"\n  pidfile: "%s/nsd.pid"\n'
+                    '  database: ""\n  xfrdfile: "%s/xfrd.state"\n'
+                    '  zonelistfile: "%s/zone.list"\n  logfile: "%s/nsd.log"\n'
+                    'remote-control:\n  control-enable: no\n'
+                    'zone:\n  name: "test"\n  zonefile: "test.zone"\n'
+                    % (self.port, self.port, self.dir, self.dir, self.dir, self.dir, self.dir))
+        self.proc = None
+        try:
+            subprocess.run(["nsd-checkconf", conf], check=True)
+            self.proc = subprocess.Popen(["nsd", "-c", conf, "-d"], stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL)
+        except (OSError, subprocess.CalledProcessError):
+            self.cleanup()
+            raise
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            if self.answers():
+                return
+            time.sleep(0.1)
+        self.cleanup()
+        raise RuntimeError("nsd did not start")
+
+    def answers(self):
+        """True when an SOA query for "test." gets an answer (NOERROR, ANCOUNT > 0)."""
+        query = struct.pack(">HHHHHH", 0x5057, 0x0100, 1, 0, 0, 0) + b"\x04test\x00" + \
+            struct.pack(">HH", 6, 1)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(0.3)
+            try:
+                s.sendto(query, ("127.0.0.1", self.port))
+                reply = s.recv(512)
+            except OSError:
+                return False
+        return len(reply) >= 12 and reply[:2] == b"\x50\x57" and reply[3] & 0x0f == 0 and \
+            struct.unpack(">H", reply[6:8])[0] > 0
+
+    def cleanup(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -8,7 +8,8 @@ INTEGRATION_TESTS = \
 	tests/integration/test_relay.py \
 	tests/integration/test_relay_more.py \
 	tests/integration/test_crash.py \
-	tests/integration/test_readme_run.py
+	tests/integration/test_readme_run.py \
+	tests/integration/test_dnsbl.py
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/harness.py \
 	tests/integration/make-test-ca.sh

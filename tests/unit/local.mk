@@ -44,3 +44,6 @@ tests_unit_test_kv_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_kv_LDADD = $(UNIT_LIBS)
 tests_unit_test_chain_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_chain_LDADD = $(UNIT_LIBS)
+UNIT_TESTS += tests/unit/test-dnsbl
+tests_unit_test_dnsbl_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_dnsbl_LDADD = $(UNIT_LIBS)
