@@ -720,9 +720,11 @@ def test_destination_concurrency():
     gaps = [b - a for a, b in zip(times, times[1:])]
     # one at a time: one connection, each DATA waits for the one before
     assert conns == 1 and min(gaps) >= 0.9, (conns, gaps)
-    # the control: with 3 allowed they go in parallel
+    # the control: with 3 allowed they overlap (on a loaded machine the third
+    # may arrive after the first delivery and reuse its connection, so at
+    # least two connections, and never the 1.8 s that one at a time takes)
     conns, times = burst_to_slow_sink(3)
-    assert conns == 3 and times[-1] - times[0] < 0.8, (conns, times)
+    assert conns >= 2 and times[-1] - times[0] < 1.8, (conns, times)
 
 
 run([test_lmtp, test_lmtp_per_recipient_replies, test_outbound_tls, test_auth_to_smarthost,
