@@ -54,6 +54,8 @@ static const struct cfg_key smtp_keys[] = {
       "largest message (SIZE and actual octets, 552 5.3.4)" },
     { "recipient_limit", CFG_INT, S(recipient_limit), "1000", 1, 100000, NULL,
       "recipients per message (452 4.5.3 beyond)" },
+    { "hop_limit", CFG_INT, S(hop_limit), "50", 1, 1000, NULL,
+      "most Received: headers a message may carry (554 5.4.6 beyond: a mail loop)" },
     { "error_limit", CFG_INT, S(error_limit), "20", 1, 1000, NULL,
       "errors per session before 421 and disconnect" },
     { "command_timeout", CFG_DURATION, S(command_timeout), "300s", 100, SEC(3600), NULL,

@@ -44,6 +44,7 @@ struct smtp_settings {
     long long data_line_limit;
     long long message_size_limit;
     long long recipient_limit;
+    long long hop_limit;
     long long error_limit;
     long long command_timeout;
     long long data_timeout;

@@ -83,9 +83,7 @@ void smtp_session_bdat_input(struct smtp_session *s)
         bool end;
         if (!s->bdat_discard) {
             smtp_data_feed(&s->txn->reader, v.iov_base, n, s->txn->content, &end);
-            if (evbuffer_get_length(s->txn->content) >= 65536 && !s->txn->data_failed &&
-                spool_msg_write_evbuffer(s->txn->msg, s->txn->content) < 0)
-                s->txn->data_failed = true;
+            smtp_data_flush(s->txn, false);
         }
         evbuffer_drain(in, n);
         s->bdat_remaining -= n;

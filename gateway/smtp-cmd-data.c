@@ -82,13 +82,34 @@ int smtp_data_begin(struct smtp_session *s, enum smtp_data_mode mode)
     return 0;
 }
 
+/* Counts the Received: fields in what is about to be written. */
+static void count_hops(struct smtp_txn *t)
+{
+    struct evbuffer_iovec v[8];
+    struct evbuffer_ptr pos;
+    int n;
+
+    evbuffer_ptr_set(t->content, &pos, 0, EVBUFFER_PTR_SET);
+    while (!t->hops.done && (n = evbuffer_peek(t->content, -1, &pos, v, 8)) > 0) {
+        size_t got = 0;
+        for (int i = 0; i < n && i < 8; i++) {
+            smtp_hops_feed(&t->hops, v[i].iov_base, v[i].iov_len);
+            got += v[i].iov_len;
+        }
+        if (n <= 8 || evbuffer_ptr_set(t->content, &pos, got, EVBUFFER_PTR_ADD) < 0)
+            break;
+    }
+}
+
 /* Moves what the reader produced into the spool file. */
-static void flush_content(struct smtp_txn *t, bool force)
+void smtp_data_flush(struct smtp_txn *t, bool force)
 {
     size_t len = evbuffer_get_length(t->content);
 
     if (len == 0 || (!force && len < SPOOL_FLUSH_AT))
         return;
+    if (!t->hops.done)
+        count_hops(t);
     if (t->data_failed) {
         evbuffer_drain(t->content, len);
         return;
@@ -112,7 +133,7 @@ void smtp_session_data_input(struct smtp_session *s)
             break;
         size_t used = smtp_data_feed(&t->reader, v.iov_base, v.iov_len, t->content, &end);
         evbuffer_drain(in, used);
-        flush_content(t, false);
+        smtp_data_flush(t, false);
     }
     if (end)
         smtp_data_finished(s);
@@ -328,10 +349,17 @@ void smtp_data_finished(struct smtp_session *s)
     struct smtp_txn *t = s->txn;
     enum smtp_data_error err = smtp_data_finish(&t->reader, t->content);
 
-    flush_content(t, true);
+    smtp_data_flush(t, true);
     s->state = SMTP_S_COMMAND;
     if (err != SMTP_DATA_OK || t->data_failed) {
         data_error_reply(s, err);
+        return;
+    }
+    if (t->hops.hops > (unsigned)s->cfg->smtp.hop_limit) {
+        log_info("%s: message from %s refused: %u Received: headers (a mail loop?)",
+                 t->queue_id, s->client_addr, t->hops.hops);
+        smtp_reply(s, 554, "5.4.6", "Error: too many hops");
+        smtp_session_reset_txn(s);
         return;
     }
     smtp_session_run_stage(s, SMTP_STAGE_EOM, eom_stage_done);

@@ -249,3 +249,24 @@ uint64_t smtp_data_size(const struct smtp_data_reader *r)
 {
     return r->size;
 }
+
+void smtp_hops_feed(struct smtp_hop_counter *h, const char *p, size_t len)
+{
+    static const char name[] = "received:";
+
+    for (size_t i = 0; i < len && !h->done; i++) {
+        char c = p[i];
+        if (c == '\r')
+            continue;
+        if (c == '\n') {
+            h->done = h->col == 0; /* the empty line ends the header section */
+            h->col = 0;
+            h->match = 0;
+            continue;
+        }
+        if (h->col == h->match && h->match < sizeof(name) - 1 &&
+            (c | 0x20) == name[h->match] && ++h->match == sizeof(name) - 1)
+            h->hops++;
+        h->col++;
+    }
+}

@@ -66,4 +66,16 @@ enum smtp_data_error smtp_data_finish(struct smtp_data_reader *r, struct evbuffe
 /* Bytes of content accepted so far. */
 uint64_t smtp_data_size(const struct smtp_data_reader *r);
 
+/* Counts the Received: header fields of a message's header section (up to
+ * the first empty line) as its content streams past, for mail-loop
+ * detection (RFC 5321 §6.3). Feed the reader's output in any chunks. */
+struct smtp_hop_counter {
+    unsigned hops;
+    size_t col;      /* octets in the current line so far */
+    unsigned match;  /* how much of "received:" the line started with */
+    bool done;       /* the header section has ended */
+};
+
+void smtp_hops_feed(struct smtp_hop_counter *h, const char *p, size_t len);
+
 #endif

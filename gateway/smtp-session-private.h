@@ -56,6 +56,7 @@ struct smtp_txn {
     struct smtp_data_reader reader;
     struct evbuffer *content; /* reader output, drained into the spool */
     bool data_failed;         /* a write or BDAT error: answer at the end */
+    struct smtp_hop_counter hops; /* Received: fields, for loop detection */
     int spool_errno;
     bool bdat_seen;
     struct timeval data_start;
@@ -151,6 +152,9 @@ smtp_cmd_fn smtp_cmd_ehlo, smtp_cmd_helo, smtp_cmd_mail, smtp_cmd_rcpt, smtp_cmd
 
 /* smtp-cmd-data.c: the end of a message (DATA or BDAT LAST). */
 void smtp_data_finished(struct smtp_session *s);
+/* smtp-cmd-data.c: writes the content gathered so far to the spool (at
+ * once when force, else from SPOOL_FLUSH_AT octets), counting hops. */
+void smtp_data_flush(struct smtp_txn *t, bool force);
 /* smtp-cmd-data.c: starts the content (spool file, Received header). */
 int smtp_data_begin(struct smtp_session *s, enum smtp_data_mode mode);
 

@@ -648,7 +648,31 @@ def test_tls_client_that_does_not_read():
         p.cleanup()
 
 
+def test_hop_limit_stops_mail_loops():
+    """A message already carrying hop_limit Received: fields is a loop:
+    554 5.4.6 after DATA (Postern's own Received: counts), nothing queued;
+    one hop fewer is accepted."""
+    p = Postern(smtp="hop_limit = 5;").start()
+    try:
+        def message(hops):
+            return "".join("Received: from hop%d\r\n" % i for i in range(hops)) + \
+                "Subject: loop\r\n\r\nbody\r\n"
+        with smtplib.SMTP("127.0.0.1", p.port()) as c:
+            try:
+                c.sendmail("a@sender.test", ["x@example.test"], message(5))
+                raise AssertionError("a message over the hop limit was accepted")
+            except smtplib.SMTPDataError as e:
+                assert e.smtp_code == 554 and b"5.4.6" in e.smtp_error, e
+            assert p.queue() == []
+            assert c.sendmail("a@sender.test", ["x@example.test"], message(4)) == {}
+        assert len(p.queue()) == 1
+        assert "Received: headers (a mail loop?)" in p.log()
+    finally:
+        p.cleanup()
+
+
 run([
+    test_hop_limit_stops_mail_loops,
     test_spool_min_free_defers_mail,
     test_disk_full_during_data,
     test_ipv6_listener,

@@ -397,6 +397,38 @@ static void test_big(void **state)
     free(in);
 }
 
+/* Received: fields are counted in the header section only, in any case,
+ * whatever the chunking. */
+static const struct {
+    const char *input;
+    unsigned hops;
+} hop_rows[] = {
+    { .input = "Received: a\r\nReceived: b\r\nSubject: x\r\n\r\nbody\r\n", .hops = 2 },
+    { .input = "received:a\r\nRECEIVED: b\r\n\r\n", .hops = 2 },
+    { .input = "Received: a\r\n\tfolded Received: no\r\n\r\n", .hops = 1 },
+    { .input = "Subject: x\r\n\r\nReceived: in the body\r\n", .hops = 0 },
+    { .input = "X-Received: no\r\nReceivedX: no\r\nReceived : no\r\n\r\n", .hops = 0 },
+    { .input = "Received:\r\n", .hops = 1 },
+    { .input = "\r\nReceived: after the empty line\r\n", .hops = 0 },
+    { .input = "Receiv", .hops = 0 },
+};
+
+static void test_hops(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(hop_rows) / sizeof(hop_rows[0]); i++) {
+        const char *in = hop_rows[i].input;
+        size_t len = strlen(in);
+        for (size_t step = 1; step <= len; step++) {
+            struct smtp_hop_counter h = { 0 };
+            for (size_t o = 0; o < len; o += step)
+                smtp_hops_feed(&h, in + o, o + step <= len ? step : len - o);
+            if (h.hops != hop_rows[i].hops)
+                fail_msg("row %zu step %zu: %u hops, want %u", i, step, h.hops, hop_rows[i].hops);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -406,6 +438,7 @@ int main(void)
         cmocka_unit_test(test_feed_after_end),
         cmocka_unit_test(test_raw_chunks),
         cmocka_unit_test(test_big),
+        cmocka_unit_test(test_hops),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
