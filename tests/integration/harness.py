@@ -342,6 +342,57 @@ class Raw:
         self.sock.close()
 
 
+
+# ---- processes (for crash and signal tests) ----
+
+def proc_stat(pid):
+    """(state, ppid) of a process, or None when it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return fields[0], int(fields[1])
+
+
+def alive(pid):
+    st = proc_stat(pid)
+    return st is not None and st[0] != "Z"
+
+
+def comm(pid):
+    try:
+        with open("/proc/%d/comm" % pid) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def children(pid, name="postern-smtp"):
+    """Live (not zombie) SMTP worker processes of pid (name "postern-qmgr"
+    for the queue manager, None for every child)."""
+    return sorted(int(d) for d in os.listdir("/proc")
+                  if d.isdigit() and alive(int(d)) and proc_stat(int(d))[1] == pid and
+                  (name is None or comm(int(d)) == name))
+
+
+def procs_of(p):
+    """Every live process running this instance's configuration (its master
+    and workers, orphaned ones too): nothing of other instances."""
+    out = []
+    key = p.conf.encode()
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if key in cmd.split(b"\0") and alive(int(d)):
+            out.append(int(d))
+    return sorted(out)
+
 def run(tests):
     if not os.path.exists(POSTERND):
         skip("posternd not built at " + POSTERND)

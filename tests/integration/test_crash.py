@@ -26,7 +26,7 @@ import subprocess
 import threading
 import time
 
-from harness import Postern, Sink, run
+from harness import Postern, Sink, alive, procs_of, proc_stat, run
 
 MESSAGES = int(os.environ.get("CRASH_MESSAGES", "2000"))
 KILLS = int(os.environ.get("CRASH_KILLS", "3"))
@@ -44,20 +44,6 @@ END_RE = re.compile(rb"\nend-of-(crash-\d+)\n")
 
 # ---- processes ----
 
-def proc_stat(pid):
-    """(state, ppid) of a process, or None when it is gone."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return fields[0], int(fields[1])
-
-
-def alive(pid):
-    st = proc_stat(pid)
-    return st is not None and st[0] != "Z"
-
 
 def descendants(root):
     """Every live process below root, found through /proc's parent links."""
@@ -73,24 +59,6 @@ def descendants(root):
             out.append(c)
             todo.append(c)
     return out
-
-
-def procs_of(p):
-    """Every live process running this instance's configuration (its master
-    and workers, orphaned ones too): nothing of other instances."""
-    out = []
-    key = p.conf.encode()
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % d, "rb") as f:
-                cmd = f.read()
-        except OSError:
-            continue
-        if key in cmd.split(b"\0") and alive(int(d)):
-            out.append(int(d))
-    return sorted(out)
 
 
 def kill9_all(p):

@@ -9,60 +9,12 @@ import subprocess
 import tempfile
 import time
 
-from harness import POSTERND, SRC, Postern, Raw, run
+from harness import POSTERND, SRC, Postern, Raw, children, proc_stat, procs_of, run
 
 MSG = b"Subject: daemon test\r\n\r\nhello\r\n"
 
 
 # ---- helpers ----
-
-def proc_stat(pid):
-    """(state, ppid) of a process, or None when it is gone."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return fields[0], int(fields[1])
-
-
-def comm(pid):
-    try:
-        with open("/proc/%d/comm" % pid) as f:
-            return f.read().strip()
-    except OSError:
-        return ""
-
-
-def children(pid, name="postern-smtp"):
-    """Live (not zombie) SMTP worker processes of pid (name "postern-qmgr"
-    for the queue manager, None for every child)."""
-    out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            st = proc_stat(int(d))
-            if st is not None and st[1] == pid and st[0] != "Z" and \
-                    (name is None or comm(int(d)) == name):
-                out.append(int(d))
-    return sorted(out)
-
-
-def procs_of(p):
-    """Every live process running this instance's configuration."""
-    out = []
-    key = p.conf.encode()
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % d, "rb") as f:
-                cmd = f.read()
-        except OSError:
-            continue
-        st = proc_stat(int(d))
-        if key in cmd.split(b"\0") and st is not None and st[0] != "Z":
-            out.append(int(d))
-    return sorted(out)
 
 
 def wait_for(pred, timeout=5, step=0.05):
