@@ -17,13 +17,19 @@ RELAY_LIBS = relay/librelay.a $(POSTERN_LIBS)
 # Tests of the relay library (cmocka). test-smtp-client drives the client
 # against Postfix's smtp-sink and against posternd itself.
 RELAY_UNIT_TESTS = tests/unit/test-smtp-client-reply tests/unit/test-smtp-client \
-	tests/unit/test-dsn
+	tests/unit/test-smtp-client-script tests/unit/test-dsn
 check_PROGRAMS += $(RELAY_UNIT_TESTS)
 TESTS += $(RELAY_UNIT_TESTS)
 tests_unit_test_smtp_client_reply_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_smtp_client_reply_LDADD = $(RELAY_LIBS) $(CMOCKA_LIBS)
+tests_unit_test_smtp_client_SOURCES = tests/unit/test-smtp-client.c \
+	tests/unit/smtp-client-test.c tests/unit/smtp-client-test.h
 tests_unit_test_smtp_client_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_smtp_client_LDADD = $(RELAY_LIBS) $(CMOCKA_LIBS)
+tests_unit_test_smtp_client_script_SOURCES = tests/unit/test-smtp-client-script.c \
+	tests/unit/smtp-client-test.c tests/unit/smtp-client-test.h
+tests_unit_test_smtp_client_script_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_smtp_client_script_LDADD = $(RELAY_LIBS) $(CMOCKA_LIBS)
 tests_unit_test_dsn_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_dsn_LDADD = $(RELAY_LIBS) $(CMOCKA_LIBS)
 
