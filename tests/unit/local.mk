@@ -38,6 +38,7 @@ tests_unit_test_spool_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_spool_LDADD = $(UNIT_LIBS)
 tests_unit_test_netaddr_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_netaddr_LDADD = $(UNIT_LIBS)
+tests_unit_test_dns_SOURCES = tests/unit/test-dns.c tests/unit/dns-test.c tests/unit/dns-test.h
 tests_unit_test_dns_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_dns_LDADD = $(UNIT_LIBS)
 tests_unit_test_kv_CFLAGS = $(UNIT_CFLAGS)

@@ -1,0 +1,657 @@
+/*
+ * dns-test — see dns-test.h.
+ */
+#include "tests/unit/dns-test.h"
+
+/* ---- fixture: nsd, a silent socket, a scripted responder ---- */
+
+
+long now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+uint64_t rng_next(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+/* A UDP socket on 127.0.0.1 with a kernel-chosen port. */
+int udp_bound(int *port_r)
+{
+    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof(sin);
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+    if (fd < 0)
+        return -1;
+    if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0 ||
+        getsockname(fd, (struct sockaddr *)&sin, &len) < 0) {
+        close(fd);
+        return -1;
+    }
+    *port_r = ntohs(sin.sin_port);
+    return fd;
+}
+
+/* A port free for both UDP and TCP right now (for nsd, which binds both). */
+int free_port(void)
+{
+    for (int attempt = 0; attempt < 20; attempt++) {
+        int port, ok, one = 1;
+        int u = udp_bound(&port);
+        int t = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in sin = { .sin_family = AF_INET,
+                                   .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+
+        sin.sin_port = htons((uint16_t)port);
+        setsockopt(t, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        ok = u >= 0 && t >= 0 && bind(t, (struct sockaddr *)&sin, sizeof(sin)) == 0;
+        if (u >= 0)
+            close(u);
+        if (t >= 0)
+            close(t);
+        if (ok)
+            return port;
+    }
+    return -1;
+}
+
+int write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+
+    if (f == NULL)
+        return -1;
+    fputs(text, f);
+    return fclose(f);
+}
+
+static const char zone_head[] =
+    "$ORIGIN dns.test.\n"
+    "$TTL 300\n"
+    "@ IN SOA ns.dns.test. hostmaster.dns.test. 1 3600 600 86400 300\n"
+    "@ IN NS ns\n"
+    "ns IN A 127.0.0.1\n"
+    "mx-order IN MX 20 c\n"
+    "mx-order IN MX 10 b\n"
+    "mx-order IN MX 30 d\n"
+    "mx-order IN MX 10 a\n"
+    "mx-alias IN CNAME mx-order\n"
+    "null-mx IN MX 0 .\n"
+    "a-only IN A 192.0.2.1\n"
+    "v4 IN A 192.0.2.10\n"
+    "v4 IN A 192.0.2.11\n"
+    "v6 IN AAAA 2001:db8::6\n"
+    "dual IN A 192.0.2.20\n"
+    "dual IN AAAA 2001:db8::20\n"
+    "alias IN CNAME dual\n"
+    "txt-spf IN TXT \"v=spf1 \" \"ip4:192.0.2.0/24 \" \"-all\"\n"
+    "txt-two IN TXT \"one\"\n"
+    "txt-two IN TXT \"two\" \"three\"\n"
+    "txt-empty IN TXT \"\"\n"
+    "txt-nul IN TXT \"a\\000b\"\n";
+
+/* "name IN TXT" + parts strings of TXT_PART octets ('a', 'b', ...). */
+void zone_txt_parts(FILE *f, const char *name, int parts, char *expect, size_t expsize)
+{
+    size_t off = 0;
+
+    fprintf(f, "%s IN TXT (", name);
+    for (int i = 0; i < parts; i++) {
+        char part[TXT_PART + 1];
+        memset(part, 'a' + i, TXT_PART);
+        part[TXT_PART] = '\0';
+        fprintf(f, " \"%s\"\n", part);
+        if (expect != NULL && off + TXT_PART < expsize) {
+            memcpy(expect + off, part, TXT_PART);
+            off += TXT_PART;
+        }
+    }
+    fprintf(f, ")\n");
+    if (expect != NULL)
+        expect[off] = '\0';
+}
+
+/* MX_MANY records with falling preferences; TXT_MANY one-string records. */
+void zone_many(FILE *f, struct env *env)
+{
+    size_t off = 0;
+
+    for (int i = 1; i <= MX_MANY; i++)
+        fprintf(f, "mx-many IN MX %d h%d\n", MX_MANY + 1 - i, i);
+    for (int i = 0; i < TXT_MANY; i++)
+        fprintf(f, "txt-many IN TXT \"r%d\"\n", i);
+    for (int pref = 1; pref <= DNS_MAX_RECORDS; pref++)
+        off += (size_t)snprintf(env->mx_many + off, sizeof(env->mx_many) - off, "%s%d h%d.dns.test",
+                                pref > 1 ? "," : "", pref, MX_MANY + 1 - pref);
+}
+
+int write_zone(struct env *env)
+{
+    char path[128], txt[TXT_LONG_PARTS * TXT_PART + 1];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/dns.test.zone", env->dir);
+    f = fopen(path, "w");
+    if (f == NULL)
+        return -1;
+    fputs(zone_head, f);
+    zone_txt_parts(f, "txt-long", TXT_LONG_PARTS, txt, sizeof(txt));
+    zone_txt_parts(f, "txt-huge", TXT_HUGE_PARTS, NULL, 0);
+    zone_many(f, env);
+    snprintf(env->txt_long, sizeof(env->txt_long), "\"%s\"", txt);
+    return fclose(f);
+}
+
+int write_nsd_conf(const struct env *env)
+{
+    char path[128], conf[2048];
+    const char *d = env->dir;
+    int p = env->nsd_port;
+
+    snprintf(conf, sizeof(conf),
+             "server:\n  ip-address: 127.0.0.1@%d\n  port: %d\n  username: \"\"\n"
+             "  chroot: \"\"\n  zonesdir: \"%s\"\n  pidfile: \"%s/nsd.pid\"\n"
+             "  database: \"\"\n  xfrdfile: \"%s/xfrd.state\"\n"
+             "  zonelistfile: \"%s/zone.list\"\n  logfile: \"%s/nsd.log\"\n"
+             "remote-control:\n  control-enable: no\n"
+             "zone:\n  name: \"dns.test\"\n  zonefile: \"dns.test.zone\"\n",
+             p, p, d, d, d, d, d);
+    snprintf(path, sizeof(path), "%s/nsd.conf", d);
+    return write_file(path, conf);
+}
+
+pid_t spawn_nsd(const struct env *env)
+{
+    char conf[128], out[128];
+    pid_t pid;
+
+    snprintf(conf, sizeof(conf), "%s/nsd.conf", env->dir);
+    snprintf(out, sizeof(out), "%s/nsd.out", env->dir);
+    pid = fork();
+    if (pid == 0) {
+        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        execl(NSD_PATH, "nsd", "-c", conf, "-d", (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* ---- results ---- */
+
+
+void result_begin(struct result *r, enum dns_status st, size_t n)
+{
+    r->calls++;
+    r->st = st;
+    r->n = n;
+    r->inside = r->inside || r->starting;
+    r->at_ms = now_ms();
+    r->text[0] = '\0';
+    assert_true(n <= DNS_MAX_RECORDS);
+    assert_true(st == DNS_OK || n == 0);
+}
+
+int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Joins the items (sorted unless the order matters) into r->text. */
+void result_end(struct result *r, bool sort, const char *sep)
+{
+    size_t off = 0;
+
+    if (sort)
+        qsort(r->items, r->n, sizeof(r->items[0]), cmp_str);
+    for (size_t i = 0; i < r->n; i++) {
+        int w = snprintf(r->text + off, sizeof(r->text) - off, "%s%s", i ? sep : "", r->items[i]);
+        assert_true(w >= 0 && (size_t)w < sizeof(r->text) - off);
+        off += (size_t)w;
+        free(r->items[i]);
+        r->items[i] = NULL;
+    }
+    if (r->hook != NULL)
+        r->hook(r);
+}
+
+bool host_printable(const char *s)
+{
+    size_t len = strnlen(s, DNS_NAME_MAX + 1);
+
+    if (len == 0 || len > DNS_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f)
+            return false;
+    return true;
+}
+
+void on_mx(void *ctx, enum dns_status st, const struct dns_mx *mx, size_t n)
+{
+    struct result *r = ctx;
+    char item[DNS_NAME_MAX + 16];
+
+    result_begin(r, st, n);
+    for (size_t i = 0; i < n; i++) {
+        assert_true(host_printable(mx[i].host));
+        assert_true(mx[i].preference <= 65535);
+        snprintf(item, sizeof(item), "%u %s", mx[i].preference, mx[i].host);
+        r->items[i] = strdup(item);
+    }
+    result_end(r, false, ",");
+}
+
+void on_addr(void *ctx, enum dns_status st, const struct dns_addr *a, size_t n)
+{
+    struct result *r = ctx;
+    char item[INET6_ADDRSTRLEN];
+
+    result_begin(r, st, n);
+    for (size_t i = 0; i < n; i++) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)&a[i].sa;
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&a[i].sa;
+        if (a[i].sa.ss_family == AF_INET) {
+            assert_int_equal(a[i].len, sizeof(*sin));
+            assert_int_equal(sin->sin_port, 0);
+            inet_ntop(AF_INET, &sin->sin_addr, item, sizeof(item));
+        } else {
+            assert_int_equal(a[i].sa.ss_family, AF_INET6);
+            assert_int_equal(a[i].len, sizeof(*sin6));
+            assert_int_equal(sin6->sin6_port, 0);
+            inet_ntop(AF_INET6, &sin6->sin6_addr, item, sizeof(item));
+        }
+        r->items[i] = strdup(item);
+    }
+    result_end(r, true, ",");
+}
+
+void on_txt(void *ctx, enum dns_status st, const char *const *txt, size_t n)
+{
+    struct result *r = ctx;
+
+    result_begin(r, st, n);
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(txt[i]);
+        assert_true(len <= 4096);
+        r->items[i] = malloc(len + 3);
+        snprintf(r->items[i], len + 3, "\"%s\"", txt[i]);
+    }
+    result_end(r, true, "|");
+}
+
+
+struct dns_query *start(struct dns *dns, enum kind kind, const char *name, int family,
+                               struct result *r)
+{
+    struct dns_query *q = NULL;
+
+    r->starting = true;
+    switch (kind) {
+    case Q_MX:
+        q = dns_query_mx(dns, name, on_mx, r);
+        break;
+    case Q_ADDR:
+        q = dns_query_addr(dns, name, family, on_addr, r);
+        break;
+    case Q_TXT:
+        q = dns_query_txt(dns, name, on_txt, r);
+        break;
+    }
+    r->starting = false;
+    return q;
+}
+
+void on_flag(evutil_socket_t fd, short what, void *arg)
+{
+    *(bool *)arg = true;
+}
+
+bool all_called(const struct result *rs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (rs[i].calls == 0)
+            return false;
+    return true;
+}
+
+/* Runs the loop until each result has been called or max_ms have passed. */
+bool run_until(struct event_base *base, const struct result *rs, size_t n, int max_ms)
+{
+    bool expired = false;
+    struct event *guard = evtimer_new(base, on_flag, &expired);
+    struct timeval tv = { .tv_sec = max_ms / 1000, .tv_usec = (max_ms % 1000) * 1000 };
+
+    evtimer_add(guard, &tv);
+    while (!expired && !all_called(rs, n))
+        event_base_loop(base, EVLOOP_ONCE);
+    event_free(guard);
+    return all_called(rs, n);
+}
+
+void run_for(struct event_base *base, int ms)
+{
+    struct result never = { .calls = 0 };
+
+    run_until(base, &never, 1, ms);
+}
+
+struct dns *dns_at(struct event_base *base, int port, unsigned timeout_ms, unsigned attempts)
+{
+    char server[32], error[256] = "";
+    const char *servers[] = { server };
+    struct dns_config cfg = { .nameservers = servers, .nameserver_count = 1,
+                              .timeout_ms = timeout_ms, .attempts = attempts };
+    struct dns *dns = NULL;
+
+    snprintf(server, sizeof(server), "127.0.0.1:%d", port);
+    if (dns_new(base, &cfg, &dns, error, sizeof(error)) != 0)
+        fail_msg("dns_new: %s", error);
+    return dns;
+}
+
+/* ---- the scripted responder ---- */
+
+
+void put_bytes(struct pkt *p, const void *data, size_t n)
+{
+    if (n <= sizeof(p->b) - p->len) {
+        memcpy(p->b + p->len, data, n);
+        p->len += n;
+    }
+}
+
+void put16(struct pkt *p, unsigned v)
+{
+    uint8_t b[2] = { (uint8_t)(v >> 8), (uint8_t)v };
+
+    put_bytes(p, b, 2);
+}
+
+/* Owner = the question's name (a pointer), class IN, TTL 300. */
+void put_rr_head(struct pkt *p, unsigned type, size_t rdlen)
+{
+    static const uint8_t ttl[4] = { 0, 0, 1, 44 };
+
+    put16(p, 0xc00c);
+    put16(p, type);
+    put16(p, 1);
+    put_bytes(p, ttl, 4);
+    put16(p, (unsigned)rdlen);
+}
+
+void put_name(struct pkt *p, const char *dotted)
+{
+    while (*dotted != '\0') {
+        size_t len = strcspn(dotted, ".");
+        uint8_t l = (uint8_t)len;
+        put_bytes(p, &l, 1);
+        put_bytes(p, dotted, len);
+        dotted += len + (dotted[len] == '.');
+    }
+    put_bytes(p, "", 1);
+}
+
+void put_mx(struct pkt *p, unsigned pref, const char *host)
+{
+    put_rr_head(p, 15, 2 + strlen(host) + 2);
+    put16(p, pref);
+    put_name(p, host);
+}
+
+/* One TXT record of n strings (each under 256 octets). */
+void put_txt(struct pkt *p, const char *const *parts, size_t n)
+{
+    size_t rdlen = 0;
+
+    for (size_t i = 0; i < n; i++)
+        rdlen += 1 + strlen(parts[i]);
+    put_rr_head(p, 16, rdlen);
+    for (size_t i = 0; i < n; i++) {
+        uint8_t l = (uint8_t)strlen(parts[i]);
+        put_bytes(p, &l, 1);
+        put_bytes(p, parts[i], l);
+    }
+}
+
+
+int fake_parse(const uint8_t *buf, size_t len, struct fake_query *fq)
+{
+    size_t pos = 12;
+
+    if (len < 17 || buf[12] == 0 || buf[12] > 63 || 13u + buf[12] > len)
+        return -1;
+    memcpy(fq->label, buf + 13, buf[12]);
+    fq->label[buf[12]] = '\0';
+    while (pos < len && buf[pos] != 0 && buf[pos] <= 63)
+        pos += 1u + buf[pos];
+    if (pos + 5 > len || buf[pos] != 0)
+        return -1;
+    fq->buf = buf;
+    fq->qend = pos + 5;
+    fq->qtype = (unsigned)buf[pos + 1] << 8 | buf[pos + 2];
+    return 0;
+}
+
+/* Header (id and RD echoed, QR AA RA, rcode) and the question. */
+void fake_head(struct pkt *p, const struct fake_query *fq, unsigned flags, unsigned ancount)
+{
+    p->len = 0;
+    put_bytes(p, fq->buf, 2);
+    put16(p, 0x8480 | (fq->buf[2] & 0x01u) << 8 | flags);
+    put16(p, 1);
+    put16(p, ancount);
+    put16(p, 0);
+    put16(p, 0);
+    put_bytes(p, fq->buf + 12, fq->qend - 12);
+}
+
+/* Random header flags and answer count, then random or RR-shaped bytes. */
+void fake_fuzz(struct pkt *p, const struct fake_query *fq, uint64_t *rng)
+{
+    uint64_t r = rng_next(rng);
+    unsigned flags = (r & 3) == 0 ? (unsigned)(r >> 8) % 6 : 0;
+    unsigned ancount = (unsigned)(r >> 16) % 5;
+    size_t extra = (size_t)(r >> 24) % 200;
+
+    if ((r >> 40) % 16 == 0)
+        flags |= 0x0200; /* TC: c-ares retries over TCP, which is refused */
+    fake_head(p, fq, flags, ancount);
+    for (unsigned i = 0; (r >> 48) % 2 == 0 && i < ancount; i++) {
+        size_t rdlen = (size_t)rng_next(rng) % 40;
+        put_rr_head(p, fq->qtype, rdlen);
+        for (size_t j = 0; j < rdlen; j++)
+            put_bytes(p, &(uint8_t){ (uint8_t)rng_next(rng) }, 1);
+    }
+    for (size_t j = 0; j < extra; j++)
+        put_bytes(p, &(uint8_t){ (uint8_t)rng_next(rng) }, 1);
+}
+
+/* Builds the answer the first label asks for; 0 = stay silent. */
+size_t fake_answer(struct pkt *p, const struct fake_query *fq, uint64_t *rng)
+{
+    const char *l = fq->label;
+
+    if (strcmp(l, "mxorder") == 0) {
+        fake_head(p, fq, 0, 3);
+        put_mx(p, 10, "y.fake.test");
+        put_mx(p, 5, "z.fake.test");
+        put_mx(p, 10, "x.fake.test");
+    } else if (strcmp(l, "mxctl") == 0) {
+        fake_head(p, fq, 0, 1);
+        put_mx(p, 10, "a\001b.fake.test");
+    } else if (strcmp(l, "trail") == 0) {
+        fake_head(p, fq, 0, 0);
+        put_bytes(p, "\0\0\0\0\0\0\0\0", 8);
+    } else if (strcmp(l, "noanswer") == 0) {
+        fake_head(p, fq, 0, 0);
+    } else if (strcmp(l, "txtrec") == 0) {
+        fake_head(p, fq, 0, 3);
+        put_txt(p, (const char *[]){ "ab", "cd" }, 2);
+        put_txt(p, (const char *[]){ "ef" }, 1);
+        put_txt(p, (const char *[]){ "" }, 1);
+    } else if (strcmp(l, "mixed") == 0) {
+        fake_head(p, fq, 0, 2);
+        put_rr_head(p, 28, 16); /* an AAAA record in the answer to an A query */
+        put_bytes(p, "\x20\x01\x0d\xb8\0\0\0\0\0\0\0\0\0\0\0\x01", 16);
+        put_rr_head(p, 1, 4);
+        put_bytes(p, "\xc0\x00\x02\x01", 4);
+    } else if (strcmp(l, "empty") == 0) {
+        fake_head(p, fq, 0, 1);
+    } else if (strcmp(l, "servfail") == 0 || strcmp(l, "nxdomain") == 0 ||
+               strcmp(l, "formerr") == 0) {
+        fake_head(p, fq, l[0] == 's' ? 2 : l[0] == 'n' ? 3 : 1, 0);
+    } else if (strcmp(l, "junk") == 0) {
+        p->len = 1 + (size_t)rng_next(rng) % 512;
+        for (size_t j = 0; j < p->len; j++)
+            p->b[j] = (uint8_t)rng_next(rng);
+    } else if (strncmp(l, "fuzz", 4) == 0) {
+        fake_fuzz(p, fq, rng);
+    } else {
+        return 0;
+    }
+    return p->len;
+}
+
+/* Answers until it receives a one-octet datagram. */
+void *fake_main(void *arg)
+{
+    struct env *env = arg;
+    uint64_t rng = env->seed;
+
+    for (;;) {
+        uint8_t buf[1500];
+        struct sockaddr_storage from;
+        socklen_t fromlen = sizeof(from);
+        struct fake_query fq;
+        struct pkt p = { .len = 0 };
+        ssize_t len = recvfrom(env->fake_fd, buf, sizeof(buf), 0, (struct sockaddr *)&from, &fromlen);
+
+        if (len == 1)
+            break;
+        if (len < 0 || fake_parse(buf, (size_t)len, &fq) < 0)
+            continue;
+        if (fake_answer(&p, &fq, &rng) > 0)
+            sendto(env->fake_fd, p.b, p.len, 0, (struct sockaddr *)&from, fromlen);
+    }
+    return NULL;
+}
+
+/* ---- group setup ---- */
+
+int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+/* Polls nsd with the resolver itself until it answers (5 s at most). */
+int wait_nsd(struct env *env)
+{
+    struct event_base *base = event_base_new();
+    int ok = -1;
+
+    for (int i = 0; i < 100 && ok < 0; i++) {
+        struct dns *dns = dns_at(base, env->nsd_port, 100, 1);
+        struct result r = { .calls = 0 };
+        int status;
+
+        start(dns, Q_ADDR, "ns.dns.test", AF_INET, &r);
+        run_until(base, &r, 1, 1000);
+        dns_free(&dns);
+        if (r.st == DNS_OK)
+            ok = 0;
+        else if (waitpid(env->nsd_pid, &status, WNOHANG) == env->nsd_pid)
+            break;
+        else
+            run_for(base, 50);
+    }
+    event_base_free(base);
+    return ok;
+}
+
+int start_nsd(struct env *env)
+{
+    strcpy(env->dir, "/tmp/test-dns.XXXXXX");
+    if (mkdtemp(env->dir) == NULL)
+        return -1;
+    env->nsd_port = free_port();
+    if (env->nsd_port < 0 || write_zone(env) < 0 || write_nsd_conf(env) < 0)
+        return -1;
+    env->nsd_pid = spawn_nsd(env);
+    if (env->nsd_pid < 0)
+        return -1;
+    if (wait_nsd(env) < 0) {
+        fprintf(stderr, "nsd did not answer; see %s/nsd.out and nsd.log\n", env->dir);
+        return -1;
+    }
+    return 0;
+}
+
+int group_setup(void **state)
+{
+    struct env *env = calloc(1, sizeof(*env));
+
+    if (env == NULL)
+        return -1;
+    *state = env;
+    env->nsd_pid = -1;
+    env->silent_fd = -1;
+    env->fake_fd = -1;
+    env->seed = (uint64_t)time(NULL) * 2654435761u ^ (uint64_t)getpid();
+    if (getenv("TEST_DNS_SEED") != NULL)
+        env->seed = strtoull(getenv("TEST_DNS_SEED"), NULL, 0);
+    env->seed |= 1;
+    fprintf(stderr, "test-dns: seed %llu (TEST_DNS_SEED to repeat)\n",
+            (unsigned long long)env->seed);
+    env->silent_fd = udp_bound(&env->silent_port);
+    env->fake_fd = udp_bound(&env->fake_port);
+    if (env->silent_fd < 0 || env->fake_fd < 0)
+        return -1;
+    if (pthread_create(&env->fake_thread, NULL, fake_main, env) != 0)
+        return -1;
+    env->fake_running = true;
+    return start_nsd(env);
+}
+
+void stop_fake(struct env *env)
+{
+    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                               .sin_port = htons((uint16_t)env->fake_port) };
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+    sendto(fd, "q", 1, 0, (struct sockaddr *)&sin, sizeof(sin));
+    close(fd);
+    pthread_join(env->fake_thread, NULL);
+}
+
+int group_teardown(void **state)
+{
+    struct env *env = *state;
+
+    if (env->nsd_pid > 0) {
+        kill(env->nsd_pid, SIGTERM);
+        waitpid(env->nsd_pid, NULL, 0);
+    }
+    if (env->fake_running)
+        stop_fake(env);
+    if (env->silent_fd >= 0)
+        close(env->silent_fd);
+    if (env->fake_fd >= 0)
+        close(env->fake_fd);
+    if (env->dir[0] != '\0')
+        nftw(env->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    free(env);
+    return 0;
+}
+
