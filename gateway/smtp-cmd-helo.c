@@ -46,7 +46,7 @@ struct smtp_params_offer smtp_session_offer(const struct smtp_session *s)
 
 static void ehlo_reply(struct smtp_session *s)
 {
-    struct evbuffer *out = bufferevent_get_output(s->bev);
+    struct evbuffer *out = smtp_session_output(s);
     struct smtp_params_offer o = smtp_session_offer(s);
 
     if (!s->esmtp) {

@@ -70,6 +70,11 @@ struct smtp_session {
     const struct postern_config *cfg;
     const struct listener_settings *listener;
     struct bufferevent *bev;
+    /* Plaintext replies are collected here and written straight to the
+     * socket by flush_ev (one write, no EPOLLOUT round trip); only what the
+     * socket does not take goes through bev's output. Unused under TLS. */
+    struct evbuffer *out;
+    struct event *flush_ev;
     enum smtp_state state;
     enum smtp_state resume_state; /* where SMTP_S_WAIT returns to */
     int depth;                    /* > 0 while the input loop runs (no free then) */
@@ -114,6 +119,8 @@ struct smtp_session {
 };
 
 /* smtp-session.c */
+/* Where a reply is formatted: written out later in this loop iteration. */
+struct evbuffer *smtp_session_output(struct smtp_session *s);
 void smtp_reply(struct smtp_session *s, unsigned code, const char *enhanced, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 void smtp_reply_status(struct smtp_session *s, const struct smtp_status *st);

@@ -56,9 +56,38 @@ static long long ms_since(const struct timeval *t)
     return (long long)d.tv_sec * 1000 + d.tv_usec / 1000;
 }
 
+struct evbuffer *smtp_session_output(struct smtp_session *s)
+{
+    if (s->tls)
+        return bufferevent_get_output(s->bev);
+    event_active(s->flush_ev, EV_WRITE, 0);
+    return s->out;
+}
+
+/* Replies not yet handed to the socket, ours and the bufferevent's. */
+static size_t output_length(struct smtp_session *s)
+{
+    return evbuffer_get_length(s->out) + evbuffer_get_length(bufferevent_get_output(s->bev));
+}
+
+/* Writes the collected plaintext replies: straight to the socket when
+ * nothing is queued before them, the rest (a full socket buffer, an error
+ * that bev will report) after whatever bev still holds. */
+static void flush_output(struct smtp_session *s)
+{
+    struct evbuffer *queued = bufferevent_get_output(s->bev);
+
+    if (evbuffer_get_length(s->out) == 0)
+        return;
+    if (evbuffer_get_length(queued) == 0)
+        (void)evbuffer_write(s->out, bufferevent_getfd(s->bev));
+    if (evbuffer_get_length(s->out) > 0)
+        evbuffer_add_buffer(queued, s->out);
+}
+
 void smtp_reply_status(struct smtp_session *s, const struct smtp_status *st)
 {
-    smtp_reply_format(bufferevent_get_output(s->bev), st, 1);
+    smtp_reply_format(smtp_session_output(s), st, 1);
 }
 
 void smtp_reply(struct smtp_session *s, unsigned code, const char *enhanced, const char *fmt, ...)
@@ -128,7 +157,7 @@ static void maybe_finish_close(struct smtp_session *s)
 {
     if (s->depth > 0)
         return; /* the input loop up the stack finishes the close */
-    if (s->state != SMTP_S_CLOSING || evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
+    if (s->state != SMTP_S_CLOSING || output_length(s) > 0)
         return;
     if (s->tls) {
         SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
@@ -200,8 +229,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (s->state == SMTP_S_CLOSING || s->state == SMTP_S_WAIT) {
         if (s->state == SMTP_S_CLOSING) {
-            if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0 &&
-                tls_output_pending(s) &&
+            if (output_length(s) == 0 && tls_output_pending(s) &&
                 ms_since(&s->last_input) < s->cfg->smtp.command_timeout) {
                 struct timeval tv = { 0, 10000 };
                 evtimer_add(s->timer, &tv); /* see maybe_finish_close */
@@ -244,7 +272,7 @@ static void on_read(struct bufferevent *bev, void *arg)
  * for the input that is left at its high watermark), until on_write. */
 static bool output_full(struct smtp_session *s)
 {
-    if (evbuffer_get_length(bufferevent_get_output(s->bev)) <= OUTPUT_HIGH_WATERMARK)
+    if (output_length(s) <= OUTPUT_HIGH_WATERMARK)
         return false;
     if (!s->input_paused)
         bufferevent_disable(s->bev, EV_READ);
@@ -266,6 +294,17 @@ static void on_write(struct bufferevent *bev, void *arg)
         return;
     }
     maybe_finish_close(s);
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    struct smtp_session *s = arg;
+
+    (void)fd;
+    (void)what;
+    flush_output(s);
+    if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+        on_write(s->bev, s); /* written out at once: bev will not call it */
 }
 
 static void on_event(struct bufferevent *bev, short events, void *arg)
@@ -342,7 +381,13 @@ struct smtp_session *smtp_session_new(struct worker *w, const struct listener_so
     struct smtp_session *s = calloc(1, sizeof(*s));
 
     (void)peer_len;
-    if (s == NULL || (s->timer = evtimer_new(w->base, on_timer, s)) == NULL) {
+    if (s == NULL || (s->timer = evtimer_new(w->base, on_timer, s)) == NULL ||
+        (s->flush_ev = event_new(w->base, -1, 0, on_flush, s)) == NULL ||
+        (s->out = evbuffer_new()) == NULL) {
+        if (s != NULL && s->flush_ev != NULL)
+            event_free(s->flush_ev);
+        if (s != NULL && s->timer != NULL)
+            event_free(s->timer);
         free(s);
         bufferevent_free(bev);
         return NULL;
@@ -426,6 +471,7 @@ void smtp_session_start_tls(struct smtp_session *s)
     struct bufferevent *tls;
 
     evbuffer_drain(in, evbuffer_get_length(in)); /* no plaintext survives STARTTLS */
+    flush_output(s); /* the 220 goes out before the handshake */
     tls = ssl == NULL ? NULL
                       : bufferevent_openssl_filter_new(s->worker->base, s->bev, ssl,
                                                        BUFFEREVENT_SSL_ACCEPTING,
@@ -701,6 +747,8 @@ static void session_free(struct smtp_session *s)
              s->messages, s->errors);
     worker_session_removed(s->worker, s);
     event_free(s->timer);
+    event_free(s->flush_ev);
+    evbuffer_free(s->out);
     if (s->greet_timer != NULL)
         event_free(s->greet_timer);
     bufferevent_free(s->bev);

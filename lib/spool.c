@@ -13,9 +13,9 @@
  *
  * Group commit: the commit thread is a one-thread workpool. A commit job is
  * queued only when none is waiting; when it runs it takes every pending
- * message at once, fdatasyncs each file (from up to SPOOL_SYNC_THREADS
- * short-lived helper threads at once, so that the journal folds them into one
- * commit), renames each (RENAME_NOREPLACE, so a queue id collision fails
+ * message at once, fdatasyncs each file (several at once through the
+ * sync crew's long-lived threads, so that the file system folds them into
+ * fewer flushes), renames each (RENAME_NOREPLACE, so a queue id collision fails
  * instead of replacing a message), then fsyncs queue/ once for the whole
  * batch. Messages that arrive meanwhile form the next batch.
  * Finished messages go to a list that the workpool's done() drains on the
@@ -36,7 +36,6 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +48,7 @@
 #include <event2/buffer.h>
 
 #include "lib/log.h"
+#include "lib/sync-crew.h"
 #include "lib/workpool.h"
 
 #define SPOOL_BUF_SIZE (64 * 1024)
@@ -63,6 +63,7 @@ struct spool {
     char *dir;
     int dir_fd, tmp_fd, queue_fd;
     struct workpool *committer; /* one thread: the commit thread */
+    struct sync_crew *crew;     /* the commit thread's helpers, or NULL */
     pthread_mutex_t lock;       /* guards pending, finished, inflight, batch_queued */
     pthread_cond_t idle;        /* signalled when inflight drops */
     struct msg_list pending;    /* queued by the loop, not yet taken by a batch */
@@ -123,51 +124,36 @@ static int rename_noreplace(int from_dir, const char *from, int to_dir, const ch
 
 /* ---- the commit thread ---- */
 
-/* fdatasyncs the batch's files from up to SPOOL_SYNC_THREADS threads at once:
- * the file system's journal then covers many of them with one commit, where
- * one fdatasync after another would each wait for a commit of its own. */
-struct sync_set {
-    struct spool_msg **msgs;
-    size_t count;
-    atomic_size_t next;
-};
-
-static void *sync_worker(void *arg)
+/* fdatasyncs the batch's files, several at once through the sync crew
+ * (started at the first batch of more than one: most processes never need
+ * it); without the crew, one after another. */
+static void commit_sync_files(struct spool *spool, struct spool_msg *batch, size_t count)
 {
-    struct sync_set *set = arg;
-    size_t i;
+    int *fds = malloc(count * 2 * sizeof(int));
+    size_t i = 0;
 
-    while ((i = atomic_fetch_add(&set->next, 1)) < set->count) {
-        if (fdatasync(set->msgs[i]->fd) < 0)
-            set->msgs[i]->error = errno;
-    }
-    return NULL;
-}
-
-static void commit_sync_files(struct spool_msg *batch, size_t count)
-{
-    struct sync_set set = { .count = count };
-    pthread_t helpers[SPOOL_SYNC_THREADS - 1];
-    size_t started = 0, i = 0;
-
-    set.msgs = malloc(count * sizeof(*set.msgs));
-    if (set.msgs == NULL) {
+    if (count > 1 && spool->crew == NULL)
+        spool->crew = sync_crew_new(SPOOL_SYNC_THREADS - 1);
+    if (fds == NULL || (count > 1 && spool->crew == NULL)) {
         for (struct spool_msg *msg = batch; msg != NULL; msg = msg->next) {
             if (fdatasync(msg->fd) < 0)
                 msg->error = errno;
         }
+        free(fds);
         return;
     }
     for (struct spool_msg *msg = batch; msg != NULL; msg = msg->next)
-        set.msgs[i++] = msg;
-    atomic_init(&set.next, 0);
-    while (started + 1 < count && started < SPOOL_SYNC_THREADS - 1 &&
-           pthread_create(&helpers[started], NULL, sync_worker, &set) == 0)
-        started++;
-    sync_worker(&set);
-    for (i = 0; i < started; i++)
-        pthread_join(helpers[i], NULL);
-    free(set.msgs);
+        fds[i++] = msg->fd;
+    if (count == 1)
+        fds[1] = fdatasync(fds[0]) == 0 ? 0 : errno;
+    else
+        sync_crew_fdatasync(spool->crew, fds, fds + count, count);
+    i = 0;
+    for (struct spool_msg *msg = batch; msg != NULL; msg = msg->next, i++) {
+        if (fds[count + i] != 0)
+            msg->error = fds[count + i];
+    }
+    free(fds);
 }
 
 /* Closes a synced file and renames it into queue/, or removes it. */
@@ -224,7 +210,7 @@ static void commit_batch(void *arg)
         last = msg;
         count++;
     }
-    commit_sync_files(batch, count);
+    commit_sync_files(spool, batch, count);
     for (struct spool_msg *msg = batch; msg != NULL; msg = msg->next)
         commit_one(spool, msg);
     commit_sync_queue(spool, batch);
@@ -566,6 +552,7 @@ fail:
 static void spool_free(struct spool *spool)
 {
     workpool_destroy(&spool->committer);
+    sync_crew_free(spool->crew);
     if (spool->tmp_fd >= 0)
         close(spool->tmp_fd);
     if (spool->queue_fd >= 0)
