@@ -43,6 +43,8 @@ struct chain_session {
     struct chain *chain;
     struct chain_result result;
     bool accepted;           /* an ACCEPT was decided: no filter is called again */
+    size_t client_symbols;   /* symbols of CONNECT and HELO: kept by reset */
+    double client_score;
     const char *accepted_by;
     struct chain_run *run;   /* the stage in progress, or NULL */
 };
@@ -132,8 +134,12 @@ struct chain_session *chain_session_new(struct chain *chain)
 void chain_session_reset(struct chain_session *s)
 {
     assert(s->run == NULL);
-    memset(&s->result, 0, sizeof(s->result));
+    s->result.symbol_count = s->client_symbols;
+    s->result.score = s->client_score;
     s->result.action = FILTER_ACTION_NONE;
+    s->result.txn_action = FILTER_ACTION_NONE;
+    s->result.action_by = NULL;
+    s->result.reply = (struct smtp_status){.code = 0};
 }
 
 void chain_session_free(struct chain_session **_s)
@@ -292,6 +298,14 @@ static void chain_merge(struct chain_run *run)
     for (size_t i = 0; i < s->chain->count; i++)
         if (run->calls[i].state == FILTER_CALL_FINISHED)
             chain_merge_call(res, &run->calls[i]);
+    if ((res->action == FILTER_ACTION_HOLD || res->action == FILTER_ACTION_QUARANTINE ||
+         res->action == FILTER_ACTION_DISCARD) &&
+        filter_action_stronger(res->action, res->txn_action))
+        res->txn_action = res->action;
+    if (run->stage == FILTER_CONNECT || run->stage == FILTER_HELO) {
+        s->client_symbols = res->symbol_count;
+        s->client_score = res->score;
+    }
     if (res->action == FILTER_ACTION_ACCEPT) {
         s->accepted = true;
         s->accepted_by = res->action_by;

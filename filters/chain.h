@@ -44,6 +44,7 @@ struct chain_result {
     size_t symbol_count;
     double score;
     enum filter_action action;      /* of the last stage run */
+    enum filter_action txn_action;  /* strongest HOLD/QUARANTINE/DISCARD of the transaction */
     struct smtp_status reply;       /* for REJECT/TEMPFAIL/DISCONNECT; code 0 = default */
     const char *action_by;          /* name of the filter that decided, or NULL */
 };
@@ -58,8 +59,10 @@ struct chain *chain_new(struct event_base *base, const struct chain_link *links,
 void chain_free(struct chain **chain);
 
 /* One per SMTP session: remembers an ACCEPT (allow-list) across stages and
- * holds the transaction's findings. chain_session_reset starts a new
- * transaction (symbols cleared, ACCEPT kept). */
+ * holds the findings. chain_session_reset starts a new transaction: the
+ * symbols and score of the session's CONNECT and HELO stages stay (they are
+ * about the client), those of the transaction's stages go, and so does
+ * txn_action; ACCEPT stays. */
 struct chain_session *chain_session_new(struct chain *chain);
 void chain_session_reset(struct chain_session *s);
 void chain_session_free(struct chain_session **s);

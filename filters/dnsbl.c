@@ -23,7 +23,7 @@ struct dnsbl_zone {
 };
 
 struct dnsbl {
-    struct dns *dns;
+    struct dns *dns; /* the worker's, not owned */
     struct dnsbl_zone *lists;
     size_t list_count;
     double reject_score;
@@ -78,33 +78,34 @@ void dnsbl_symbol_name(const char *zone, char *out, size_t size)
     out[o < size ? o : size - 1] = '\0';
 }
 
-static int copy_list(struct dnsbl_zone *z, const struct dnsbl_list *l)
+static int copy_list(struct dnsbl_zone *z, const struct dnsbl_list_settings *l)
 {
     if ((z->zone = strdup(l->zone)) == NULL)
         return -1;
     dnsbl_symbol_name(l->zone, z->symbol, sizeof(z->symbol));
     z->score = l->score;
-    if (l->code_count > 0 && (z->codes = calloc(l->code_count, sizeof(*z->codes))) == NULL)
+    if (l->codes.count > 0 && (z->codes = calloc(l->codes.count, sizeof(*z->codes))) == NULL)
         return -1;
-    for (size_t i = 0; i < l->code_count; i++) {
-        if ((z->codes[i] = strdup(l->codes[i])) == NULL)
+    for (size_t i = 0; i < l->codes.count; i++) {
+        if ((z->codes[i] = strdup(l->codes.items[i])) == NULL)
             return -1;
         z->code_count++;
     }
     return 0;
 }
 
-int dnsbl_new(struct event_base *base, const struct dnsbl_config *cfg, struct dnsbl **dnsbl_r,
+int dnsbl_new(struct dns *dns, const struct dnsbl_settings *cfg, struct dnsbl **dnsbl_r,
               char *error, size_t errsize)
 {
     struct dnsbl *d = calloc(1, sizeof(*d));
 
     *dnsbl_r = NULL;
-    if (d == NULL || (d->lists = calloc(cfg->list_count, sizeof(*d->lists))) == NULL) {
+    if (d == NULL || (d->lists = calloc(cfg->list_count + 1, sizeof(*d->lists))) == NULL) {
         snprintf(error, errsize, "dnsbl: out of memory");
         free(d);
         return -1;
     }
+    d->dns = dns;
     d->reject_score = cfg->reject_score;
     for (size_t i = 0; i < cfg->list_count; i++) {
         d->list_count++;
@@ -113,10 +114,6 @@ int dnsbl_new(struct event_base *base, const struct dnsbl_config *cfg, struct dn
             dnsbl_free(&d);
             return -1;
         }
-    }
-    if (dns_new(base, &cfg->dns, &d->dns, error, errsize) < 0) {
-        dnsbl_free(&d);
-        return -1;
     }
     *dnsbl_r = d;
     return 0;
@@ -129,7 +126,6 @@ void dnsbl_free(struct dnsbl **dp)
     if (d == NULL)
         return;
     *dp = NULL;
-    dns_free(&d->dns);
     for (size_t i = 0; i < d->list_count; i++) {
         for (size_t j = 0; j < d->lists[i].code_count; j++)
             free(d->lists[i].codes[j]);
@@ -250,4 +246,92 @@ const struct filter_ops dnsbl_filter_ops = {
     .name = "dnsbl",
     .stage = {[FILTER_CONNECT] = dnsbl_connect},
     .cancel = dnsbl_cancel,
+};
+
+/* ---- the module: config and instances ---- */
+
+#define S(field) offsetof(struct dnsbl_settings, field)
+static const struct cfg_key dnsbl_keys[] = {
+    FILTER_COMMON_KEYS("skip", "5s"),
+    { "reject_score", CFG_DOUBLE, S(reject_score), "0", 0, 1000000, NULL,
+      "reject at connect when the lists' scores reach this (0 = never)" },
+    { "lists", CFG_GROUP, 0, NULL, 0, 0, NULL, "the DNS lists (see filters.dnsbl.lists.*)" },
+    { .name = NULL },
+};
+#undef S
+
+#define S(field) offsetof(struct dnsbl_list_settings, field)
+static const struct cfg_key dnsbl_list_keys[] = {
+    { "zone", CFG_STRING, S(zone), NULL, 0, 0, NULL, "the list's DNS zone (required)" },
+    { "score", CFG_DOUBLE, S(score), "1", -1000000, 1000000, NULL, "score of a listing" },
+    { "codes", CFG_STRLIST, S(codes), "", 0, 0, NULL,
+      "answers that count as listed, e.g. \"127.0.0.2\" (empty = any)" },
+    { .name = NULL },
+};
+#undef S
+
+static void dnsbl_load(void *settings, const config_setting_t *g, struct cfg_errors *errs)
+{
+    struct dnsbl_settings *f = settings;
+    const config_setting_t *ls = config_setting_get_member(g, "lists");
+    int n = ls == NULL ? 0 : config_setting_length(ls);
+
+    if (ls == NULL || config_setting_type(ls) != CONFIG_TYPE_LIST || n == 0) {
+        cfg_error_add(errs, ls != NULL ? ls : g, "dnsbl: lists must be a list ( { zone = ...; } )");
+        return;
+    }
+    if ((f->lists = calloc((size_t)n, sizeof(*f->lists))) == NULL)
+        return;
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(ls, i);
+        struct dnsbl_list_settings *l = &f->lists[f->list_count++];
+        if (config_setting_type(e) != CONFIG_TYPE_GROUP) {
+            cfg_error_add(errs, e, "each dnsbl list must be a group { ... }");
+            continue;
+        }
+        cfg_section_load(e, dnsbl_list_keys, l, errs);
+        if (l->zone == NULL || l->zone[0] == '\0')
+            cfg_error_add(errs, e, "dnsbl list without a zone");
+    }
+}
+
+static void dnsbl_free_settings(void *settings)
+{
+    struct dnsbl_settings *f = settings;
+
+    for (size_t j = 0; j < f->list_count; j++)
+        cfg_section_free(dnsbl_list_keys, &f->lists[j]);
+    free(f->lists);
+    f->lists = NULL;
+    f->list_count = 0;
+}
+
+static void dnsbl_describe(FILE *out)
+{
+    cfg_section_describe(out, "filters.dnsbl.lists", dnsbl_list_keys);
+}
+
+static int dnsbl_create(const struct filter_env *env, const void *settings, void **instance,
+                        char *error, size_t errsize)
+{
+    return dnsbl_new(env->dns, settings, (struct dnsbl **)instance, error, errsize);
+}
+
+static void dnsbl_destroy(void *instance)
+{
+    struct dnsbl *d = instance;
+
+    dnsbl_free(&d);
+}
+
+const struct filter_module dnsbl_module = {
+    .name = "dnsbl",
+    .ops = &dnsbl_filter_ops,
+    .keys = dnsbl_keys,
+    .settings_size = sizeof(struct dnsbl_settings),
+    .load = dnsbl_load,
+    .free_settings = dnsbl_free_settings,
+    .describe = dnsbl_describe,
+    .create = dnsbl_create,
+    .destroy = dnsbl_destroy,
 };

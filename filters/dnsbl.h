@@ -6,8 +6,8 @@
  * reach reject_score (> 0) it asks for REJECT. A DNS failure or timeout
  * means "not listed" (logged): DNSBL fails open.
  *
- * Created by the program that builds the chain, on its event_base; owns
- * its resolver. Trusts its config; answers are validated by lib/dns.
+ * Made per worker through its module (module.h), with the worker's
+ * resolver. Trusts its config; answers are validated by lib/dns.
  */
 #ifndef POSTERN_DNSBL_H
 #define POSTERN_DNSBL_H
@@ -15,29 +15,31 @@
 #include <stddef.h>
 
 #include "filters/filter.h"
+#include "filters/module.h"
 #include "lib/dns.h"
 
-struct event_base;
 struct dnsbl;
 
-struct dnsbl_list {
-    const char *zone;
+/* One DNS list. */
+struct dnsbl_list_settings {
+    char *zone;
     double score;
-    const char *const *codes; /* answers that count ("127.0.0.2"); none = any */
-    size_t code_count;
+    struct cfg_strlist codes; /* answers that count ("127.0.0.2"); empty = any */
 };
 
-struct dnsbl_config {
-    const struct dnsbl_list *lists;
-    size_t list_count;
+struct dnsbl_settings {
+    struct filter_common common;
     double reject_score; /* 0 = never */
-    struct dns_config dns;
+    struct dnsbl_list_settings *lists;
+    size_t list_count;
 };
 
 extern const struct filter_ops dnsbl_filter_ops;
+extern const struct filter_module dnsbl_module;
 
-/* Copies what it needs from cfg. Returns 0 and *dnsbl_r, or -1 with error. */
-int dnsbl_new(struct event_base *base, const struct dnsbl_config *cfg, struct dnsbl **dnsbl_r,
+/* Copies what it needs from cfg; queries go through dns (not owned).
+ * Returns 0 and *dnsbl_r, or -1 with error. */
+int dnsbl_new(struct dns *dns, const struct dnsbl_settings *cfg, struct dnsbl **dnsbl_r,
               char *error, size_t errsize);
 void dnsbl_free(struct dnsbl **dnsbl);
 

@@ -17,11 +17,23 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* A call takes findings only while its filter owns it. */
 static bool filter_call_live(const struct filter_call *call)
 {
     return call->state == FILTER_CALL_RUNNING || call->state == FILTER_CALL_PENDING;
+}
+
+bool filter_txn_has_symbol(const struct filter_txn *txn, const char *prefix)
+{
+    size_t n = strlen(prefix);
+
+    for (size_t i = 0; i < txn->symbol_count; i++) {
+        if (strncmp(txn->symbols[i].name, prefix, n) == 0)
+            return true;
+    }
+    return false;
 }
 
 const struct filter_txn *filter_call_txn(const struct filter_call *call)

@@ -60,6 +60,15 @@ enum filter_on_error {
 
 enum filter_direction { FILTER_INBOUND, FILTER_OUTBOUND };
 
+#define FILTER_SYMBOL_NAME_MAX 64
+#define FILTER_SYMBOL_TEXT_MAX 128
+
+struct filter_symbol {
+    char name[FILTER_SYMBOL_NAME_MAX];  /* "DNSBL_ZEN" */
+    double score;
+    char text[FILTER_SYMBOL_TEXT_MAX];  /* "127.0.0.2" or "" */
+};
+
 /* The transaction as filters see it. Strings are NUL-terminated and valid
  * for the duration of the stage. */
 struct filter_txn {
@@ -79,16 +88,14 @@ struct filter_txn {
     size_t rcpt_count;
     int content_fd;             /* EOM: the message, read with pread; -1 otherwise */
     uint64_t content_off, content_len;
+    /* what earlier stages found (the client's and this transaction's) */
+    const struct filter_symbol *symbols;
+    size_t symbol_count;
 };
 
-#define FILTER_SYMBOL_NAME_MAX 64
-#define FILTER_SYMBOL_TEXT_MAX 128
-
-struct filter_symbol {
-    char name[FILTER_SYMBOL_NAME_MAX];  /* "DNSBL_ZEN" */
-    double score;
-    char text[FILTER_SYMBOL_TEXT_MAX];  /* "127.0.0.2" or "" */
-};
+/* True when an earlier stage added a symbol whose name starts with prefix
+ * ("DNSWL_", "SPF_PASS"). */
+bool filter_txn_has_symbol(const struct filter_txn *txn, const char *prefix);
 
 struct filter_call;
 

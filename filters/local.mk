@@ -1,7 +1,12 @@
-# filters/: the filter API and the chain that runs filters per SMTP stage.
+# filters/: the filter API, the chain that runs filters per SMTP stage, and
+# one file per filter (registry.c lists them).
 # Layering: filters/ includes only lib/ and filters/ headers.
 noinst_LIBRARIES += filters/libfilters.a
 filters_libfilters_a_SOURCES = \
 	filters/filter.c filters/filter.h filters/filter-private.h \
 	filters/chain.c filters/chain.h \
-	filters/dnsbl.c filters/dnsbl.h
+	filters/module.h filters/registry.c
+filters_libfilters_a_SOURCES += filters/dnsbl.c filters/dnsbl.h
+filters_libfilters_a_SOURCES += filters/greylist.c filters/greylist.h
+filters_libfilters_a_SOURCES += filters/ratelimit.c filters/ratelimit.h
+filters_libfilters_a_SOURCES += filters/dha.c filters/dha.h

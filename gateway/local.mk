@@ -2,6 +2,7 @@
 noinst_LIBRARIES += gateway/libgateway.a
 gateway_libgateway_a_SOURCES = \
 	gateway/server-config.c gateway/server-config.h \
+	gateway/filter-config.c gateway/filter-config.h \
 	gateway/master.c gateway/master.h \
 	gateway/worker.c gateway/worker.h \
 	gateway/listener.c gateway/listener.h \
@@ -17,7 +18,7 @@ gateway_libgateway_a_SOURCES = \
 	gateway/smtp-hooks.c gateway/smtp-hooks.h \
 	gateway/smtp-filters.c gateway/smtp-filters.h
 
-GATEWAY_LIBS = gateway/libgateway.a filters/libfilters.a relay/librelay.a $(POSTERN_LIBS)
+GATEWAY_LIBS = gateway/libgateway.a policy/libpolicy.a filters/libfilters.a relay/librelay.a $(POSTERN_LIBS)
 
 sbin_PROGRAMS += posternd
 posternd_SOURCES = gateway/main.c

@@ -114,6 +114,10 @@ static const struct cfg_key dns_keys[] = {
       "resolvers: \"127.0.0.1\", \"127.0.0.1:5353\", \"[::1]:53\" (empty = /etc/resolv.conf)" },
     { "timeout", CFG_DURATION, S(timeout), "2s", 100, SEC(60), NULL, "per try" },
     { "attempts", CFG_INT, S(attempts), "2", 1, 10, NULL, "tries per query" },
+    { "cache_size", CFG_INT, S(cache_size), "10000", 0, 10000000, NULL,
+      "answers cached per worker (0 = no cache)" },
+    { "cache_max_ttl", CFG_DURATION, S(cache_max_ttl), "1h", 1000, SEC(86400), NULL,
+      "longest time an answer is cached, whatever its TTL" },
     { .name = NULL },
 };
 #undef S
@@ -137,33 +141,8 @@ static const struct cfg_key listener_keys[] = {
       "offer AUTH before TLS (not for the internet)" },
     { "greet_pause", CFG_DURATION, S(greet_pause), "0", 0, SEC(60), NULL,
       "wait before the greeting; a client that talks first is rejected" },
-    { .name = NULL },
-};
-#undef S
-
-/* The order of enum filter_on_error (filters/filter.h). */
-static const char *const on_error_values[] = { "tempfail", "accept", "skip", "reject", NULL };
-
-#define S(field) offsetof(struct filter_settings, field)
-static const struct cfg_key filter_keys[] = {
-    { "name", CFG_STRING, S(name), NULL, 0, 0, NULL, "the filter: dnsbl (required)" },
-    { "on_error", CFG_ENUM, S(on_error), "skip", 0, 0, on_error_values,
-      "when the filter fails or times out: tempfail, accept, skip or reject" },
-    { "timeout", CFG_DURATION, S(timeout), "5s", 100, SEC(600), NULL,
-      "longest wait for the filter per stage" },
-    { "reject_score", CFG_DOUBLE, S(reject_score), "0", 0, 1000000, NULL,
-      "dnsbl: reject at connect when the lists' scores reach this (0 = never)" },
-    { "lists", CFG_GROUP, 0, NULL, 0, 0, NULL, "dnsbl: the DNS lists" },
-    { .name = NULL },
-};
-#undef S
-
-#define S(field) offsetof(struct dnsbl_list_settings, field)
-static const struct cfg_key dnsbl_list_keys[] = {
-    { "zone", CFG_STRING, S(zone), NULL, 0, 0, NULL, "the list's DNS zone (required)" },
-    { "score", CFG_DOUBLE, S(score), "1", -1000000, 1000000, NULL, "score of a listing" },
-    { "codes", CFG_STRLIST, S(codes), "", 0, 0, NULL,
-      "answers that count as listed, e.g. \"127.0.0.2\" (empty = any)" },
+    { "filters", CFG_STRLIST, S(filters), "", 0, 0, NULL,
+      "ids of the filters this listener runs, in order (empty = all; [\"none\"] = none)" },
     { .name = NULL },
 };
 #undef S
@@ -187,8 +166,7 @@ void postern_config_describe(FILE *out)
     for (size_t i = 0; i < N_SECTIONS; i++)
         cfg_section_describe(out, sections[i].name, sections[i].keys);
     cfg_section_describe(out, "listeners", listener_keys);
-    cfg_section_describe(out, "filters", filter_keys);
-    cfg_section_describe(out, "lists", dnsbl_list_keys);
+    filter_config_describe(out);
     relay_config_describe(out);
 }
 
@@ -200,7 +178,8 @@ static void check_top_level(const config_t *cf, struct cfg_errors *errs)
         const config_setting_t *s = config_setting_get_elem(root, i);
         const char *name = config_setting_name(s);
         bool known = strcmp(name, "listeners") == 0 || strcmp(name, "transports") == 0 ||
-                     strcmp(name, "queue") == 0 || strcmp(name, "filters") == 0;
+                     strcmp(name, "queue") == 0 || strcmp(name, "filters") == 0 ||
+                     strcmp(name, "state") == 0 || strcmp(name, "policy") == 0;
         for (size_t j = 0; j < N_SECTIONS; j++)
             known = known || strcmp(name, sections[j].name) == 0;
         if (!known)
@@ -246,6 +225,9 @@ static void load_listener(struct postern_config *cfg, const config_setting_t *g,
         if (strcmp(cfg->listeners[i].name, l->name) == 0)
             cfg_error_add(errs, g, "listener name \"%s\" used twice", l->name);
     }
+    const config_setting_t *fl = config_setting_get_member(g, "filters");
+    int n = filter_config_chain(&cfg->filtering, &l->filters, fl != NULL ? fl : g, &l->chain, errs);
+    l->chain_len = n < 0 ? 0 : (size_t)n;
 }
 
 static void load_listeners(struct postern_config *cfg, const config_t *cf, struct cfg_errors *errs)
@@ -269,80 +251,6 @@ static void load_listeners(struct postern_config *cfg, const config_t *cf, struc
         else
             load_listener(cfg, g, errs);
     }
-}
-
-static void load_dnsbl_lists(struct filter_settings *f, const config_setting_t *g,
-                             struct cfg_errors *errs)
-{
-    const config_setting_t *ls = config_setting_get_member(g, "lists");
-    int n = ls == NULL ? 0 : config_setting_length(ls);
-
-    if (ls == NULL || config_setting_type(ls) != CONFIG_TYPE_LIST || n == 0) {
-        cfg_error_add(errs, ls != NULL ? ls : g, "dnsbl: lists must be a list ( { zone = ...; } )");
-        return;
-    }
-    if ((f->lists = calloc((size_t)n, sizeof(*f->lists))) == NULL)
-        return;
-    for (int i = 0; i < n; i++) {
-        const config_setting_t *e = config_setting_get_elem(ls, i);
-        struct dnsbl_list_settings *l = &f->lists[f->list_count++];
-        if (config_setting_type(e) != CONFIG_TYPE_GROUP) {
-            cfg_error_add(errs, e, "each dnsbl list must be a group { ... }");
-            continue;
-        }
-        cfg_section_load(e, dnsbl_list_keys, l, errs);
-        if (l->zone == NULL || l->zone[0] == '\0')
-            cfg_error_add(errs, e, "dnsbl list without a zone");
-    }
-}
-
-static void load_filter(struct filter_settings *f, const config_setting_t *g,
-                        struct cfg_errors *errs)
-{
-    cfg_section_load(g, filter_keys, f, errs);
-    if (f->name == NULL)
-        cfg_error_add(errs, g, "filter without a name");
-    else if (strcmp(f->name, "dnsbl") == 0)
-        load_dnsbl_lists(f, g, errs);
-    else
-        cfg_error_add(errs, config_setting_get_member(g, "name"), "unknown filter \"%s\"",
-                      f->name);
-}
-
-static void load_filters(struct postern_config *cfg, const config_t *cf, struct cfg_errors *errs)
-{
-    const config_setting_t *fs = config_lookup(cf, "filters");
-    int n = fs == NULL ? 0 : config_setting_length(fs);
-
-    if (fs == NULL)
-        return;
-    if (config_setting_type(fs) != CONFIG_TYPE_LIST) {
-        cfg_error_add(errs, fs, "filters must be a list ( { ... }, { ... } )");
-        return;
-    }
-    if (n == 0 || (cfg->filters = calloc((size_t)n, sizeof(*cfg->filters))) == NULL)
-        return;
-    for (int i = 0; i < n; i++) {
-        const config_setting_t *g = config_setting_get_elem(fs, i);
-        if (config_setting_type(g) != CONFIG_TYPE_GROUP)
-            cfg_error_add(errs, g, "each filter must be a group { ... }");
-        else
-            load_filter(&cfg->filters[cfg->filter_count++], g, errs);
-    }
-}
-
-static void free_filters(struct postern_config *cfg)
-{
-    for (size_t i = 0; i < cfg->filter_count; i++) {
-        struct filter_settings *f = &cfg->filters[i];
-        for (size_t j = 0; j < f->list_count; j++)
-            cfg_section_free(dnsbl_list_keys, &f->lists[j]);
-        free(f->lists);
-        cfg_section_free(filter_keys, f);
-    }
-    free(cfg->filters);
-    cfg->filters = NULL;
-    cfg->filter_count = 0;
 }
 
 static void load_netlist(struct netaddr_list *out, const struct cfg_strlist *in,
@@ -433,8 +341,8 @@ struct postern_config *postern_config_load(const char *path, struct cfg_errors *
     for (size_t i = 0; i < N_SECTIONS; i++)
         cfg_section_load(config_lookup(&cf, sections[i].name), sections[i].keys,
                          (char *)cfg + sections[i].offset, errs);
+    filter_config_load(&cfg->filtering, &cf, errs);
     load_listeners(cfg, &cf, errs);
-    load_filters(cfg, &cf, errs);
     relay_config_load(&cfg->delivery, &cf, errs);
     if (errs->count == before)
         derive(cfg, &cf, errs);
@@ -452,10 +360,12 @@ void postern_config_free(struct postern_config **cfgp)
         return;
     for (size_t i = 0; i < N_SECTIONS; i++)
         cfg_section_free(sections[i].keys, (char *)cfg + sections[i].offset);
-    for (size_t i = 0; i < cfg->listener_count; i++)
+    for (size_t i = 0; i < cfg->listener_count; i++) {
         cfg_section_free(listener_keys, &cfg->listeners[i]);
+        free(cfg->listeners[i].chain);
+    }
     free(cfg->listeners);
-    free_filters(cfg);
+    filter_config_free(&cfg->filtering);
     relay_config_free(&cfg->delivery);
     netaddr_list_free(&cfg->trusted);
     netaddr_list_free(&cfg->xclient);

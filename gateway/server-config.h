@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <openssl/ssl.h>
 
+#include "gateway/filter-config.h"
 #include "lib/cfg.h"
 #include "lib/netaddr.h"
 #include "relay/relay-config.h"
@@ -63,6 +64,8 @@ struct dns_settings {
     struct cfg_strlist nameservers;
     long long timeout;
     long long attempts;
+    long long cache_size;
+    long long cache_max_ttl;
 };
 
 struct relay_settings {
@@ -80,23 +83,6 @@ struct auth_settings {
     long long threads;
 };
 
-/* One DNS list of a dnsbl filter. */
-struct dnsbl_list_settings {
-    char *zone;
-    double score;
-    struct cfg_strlist codes; /* answers that count; empty = any 127.0.0.0/8 answer */
-};
-
-/* One element of the filters list. */
-struct filter_settings {
-    char *name;     /* the filter: "dnsbl" */
-    int on_error;   /* enum filter_on_error */
-    long long timeout;
-    double reject_score;
-    struct dnsbl_list_settings *lists;
-    size_t list_count;
-};
-
 struct listener_settings {
     char *name;
     int role; /* enum listener_role */
@@ -106,6 +92,10 @@ struct listener_settings {
     bool auth;
     bool auth_without_tls;
     long long greet_pause;
+    struct cfg_strlist filters; /* filter ids; empty = all, ["none"] = none */
+    /* derived: indexes into postern_config.filtering.filters, in chain order */
+    size_t *chain;
+    size_t chain_len;
 };
 
 struct postern_config {
@@ -119,8 +109,7 @@ struct postern_config {
     struct listener_settings *listeners;
     size_t listener_count;
     struct relay_config delivery; /* the queue manager's sections: queue, transports */
-    struct filter_settings *filters; /* in chain order */
-    size_t filter_count;
+    struct filter_config filtering; /* filters, state, policy */
 
     /* derived */
     struct netaddr_list trusted;

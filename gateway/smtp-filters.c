@@ -12,17 +12,23 @@
 #include <string.h>
 
 #include "filters/chain.h"
-#include "filters/dnsbl.h"
 #include "gateway/server-config.h"
 #include "gateway/smtp-session-private.h"
 #include "lib/address.h"
+#include "lib/dns.h"
+#include "lib/kv.h"
 #include "lib/log.h"
+#include "policy/policy.h"
 
 struct smtp_filters {
-    struct chain *chain;
-    struct chain_link *links;
-    struct dnsbl **dnsbls; /* one per link */
-    size_t count;
+    const struct postern_config *cfg;
+    struct dns *dns;
+    struct kv *kv;
+    struct filter_env env;
+    void **instances;       /* one per cfg->filtering.filters */
+    size_t instance_count;
+    struct chain **chains;  /* one per listener (NULL: the listener runs none) */
+    size_t chain_count;
     struct smtp_hooks hooks;
 };
 
@@ -30,6 +36,7 @@ struct smtp_filters {
 
 struct filter_sess {
     struct smtp_filters *f;
+    enum smtp_stage stage; /* of the run in flight */
     struct smtp_session *s;
     struct chain_session *cs;
     struct chain_run *run;
@@ -98,7 +105,9 @@ static int fill_txn(struct filter_sess *fs, enum smtp_stage stage)
 
     memset(x, 0, sizeof(*x));
     x->listener = s->listener->name;
-    x->direction = s->authenticated ? FILTER_OUTBOUND : FILTER_INBOUND;
+    x->direction = s->authenticated || s->trusted || s->listener->role != ROLE_MX
+                       ? FILTER_OUTBOUND
+                       : FILTER_INBOUND;
     x->client = s->client;
     x->client_addr = s->client_addr;
     x->client_name = s->client_name;
@@ -107,6 +116,9 @@ static int fill_txn(struct filter_sess *fs, enum smtp_stage stage)
     x->auth_user = s->authenticated ? s->auth_user : NULL;
     x->trusted = s->trusted;
     x->content_fd = -1;
+    const struct chain_result *found = chain_session_result(fs->cs);
+    x->symbols = found->symbols;
+    x->symbol_count = found->symbol_count;
     if (t == NULL)
         return 0;
     x->queue_id = t->queue_id;
@@ -126,24 +138,37 @@ static int fill_txn(struct filter_sess *fs, enum smtp_stage stage)
 static void on_chain_done(void *ctx, const struct chain_result *res)
 {
     struct filter_sess *fs = ctx;
-    struct smtp_hook_result r = {.verdict = smtp_filters_verdict(res->action)};
+    struct policy_decision d;
+    struct smtp_hook_result r;
 
     fs->run = NULL;
-    r.reply = res->reply;
+    policy_decide(&fs->f->cfg->filtering.policy, fs->txn.direction,
+                  fs->stage == SMTP_STAGE_EOM, res, &d);
+    r.verdict = smtp_filters_verdict(d.action);
+    r.reply = d.reply;
     fs->done(fs->s, &r);
+}
+
+/* The chain of the session's listener, or NULL when it runs none. */
+static struct chain *listener_chain(struct smtp_filters *f, const struct smtp_session *s)
+{
+    size_t i = (size_t)(s->listener - f->cfg->listeners);
+
+    return i < f->chain_count ? f->chains[i] : NULL;
 }
 
 static struct filter_sess *sess_get(struct smtp_filters *f, struct smtp_session *s)
 {
     struct filter_sess *fs = s->hook_state;
+    struct chain *chain;
 
     if (fs != NULL)
         return fs;
-    if ((fs = calloc(1, sizeof(*fs))) == NULL)
+    if ((chain = listener_chain(f, s)) == NULL || (fs = calloc(1, sizeof(*fs))) == NULL)
         return NULL;
     fs->f = f;
     fs->s = s;
-    if ((fs->cs = chain_session_new(f->chain)) == NULL) {
+    if ((fs->cs = chain_session_new(chain)) == NULL) {
         free(fs);
         return NULL;
     }
@@ -157,12 +182,22 @@ static int filters_stage(void *ctx, struct smtp_session *s, enum smtp_stage stag
     static const enum filter_stage map[SMTP_STAGE_COUNT] = {
         FILTER_CONNECT, FILTER_HELO, FILTER_MAIL, FILTER_RCPT, FILTER_DATA, FILTER_EOM,
     };
-    struct filter_sess *fs = sess_get(ctx, s);
+    struct filter_sess *fs;
 
-    (void)result;
-    if (fs == NULL || stage >= SMTP_STAGE_COUNT || fill_txn(fs, stage) < 0)
+    if (stage >= SMTP_STAGE_COUNT)
+        return -1;
+    if (listener_chain(ctx, s) == NULL) {
+        result->verdict = SMTP_VERDICT_CONTINUE;
+        return 1;
+    }
+    if ((fs = sess_get(ctx, s)) == NULL)
+        return -1;
+    if (stage == SMTP_STAGE_MAIL)
+        chain_session_reset(fs->cs); /* a new transaction */
+    if (fill_txn(fs, stage) < 0)
         return -1;
     fs->done = done;
+    fs->stage = stage;
     fs->run = chain_run(fs->cs, map[stage], &fs->txn, on_chain_done, fs);
     return fs->run == NULL ? -1 : 0;
 }
@@ -209,37 +244,6 @@ bool smtp_filters_summary(const struct smtp_session *s, char *out, size_t size)
     return true;
 }
 
-static int make_dnsbl(struct event_base *base, const struct postern_config *cfg,
-                      const struct filter_settings *fc, struct dnsbl **d_r, char *error,
-                      size_t errsize)
-{
-    struct dnsbl_list *lists = calloc(fc->list_count, sizeof(*lists));
-    struct dnsbl_config dc = {
-        .lists = lists,
-        .list_count = fc->list_count,
-        .reject_score = fc->reject_score,
-        .dns = {.nameservers = (const char *const *)cfg->dns.nameservers.items,
-                .nameserver_count = cfg->dns.nameservers.count,
-                .timeout_ms = (unsigned)cfg->dns.timeout,
-                .attempts = (unsigned)cfg->dns.attempts},
-    };
-    int rc;
-
-    if (lists == NULL) {
-        snprintf(error, errsize, "dnsbl: out of memory");
-        return -1;
-    }
-    for (size_t i = 0; i < fc->list_count; i++) {
-        lists[i].zone = fc->lists[i].zone;
-        lists[i].score = fc->lists[i].score;
-        lists[i].codes = (const char *const *)fc->lists[i].codes.items;
-        lists[i].code_count = fc->lists[i].codes.count;
-    }
-    rc = dnsbl_new(base, &dc, d_r, error, errsize);
-    free(lists);
-    return rc;
-}
-
 static void init_hooks(struct smtp_filters *f)
 {
     f->hooks.stage = filters_stage;
@@ -248,32 +252,105 @@ static void init_hooks(struct smtp_filters *f)
     f->hooks.ctx = f;
 }
 
+/* The worker's resolver and state store, shared by its filters. */
+static int make_env(struct smtp_filters *f, struct event_base *base, char *error, size_t errsize)
+{
+    const struct postern_config *cfg = f->cfg;
+    const struct state_settings *st = &cfg->filtering.state;
+    struct dns_config dc = {
+        .nameservers = (const char *const *)cfg->dns.nameservers.items,
+        .nameserver_count = cfg->dns.nameservers.count,
+        .timeout_ms = (unsigned)cfg->dns.timeout,
+        .attempts = (unsigned)cfg->dns.attempts,
+        .cache_size = (size_t)cfg->dns.cache_size,
+        .cache_max_ttl_s = (unsigned)(cfg->dns.cache_max_ttl / 1000),
+    };
+    char lmdb_dir[4096];
+
+    if (dns_new(base, &dc, &f->dns, error, errsize) < 0)
+        return -1;
+    snprintf(lmdb_dir, sizeof(lmdb_dir), "%s/state", cfg->server.spool_dir);
+    struct kv_config kc = {
+        .backend = (enum kv_backend)st->backend,
+        .timeout_ms = (unsigned)st->timeout,
+        .lmdb_dir = st->lmdb_dir != NULL ? st->lmdb_dir : lmdb_dir,
+        .lmdb_map_size = (size_t)st->lmdb_map_size,
+        .lmdb_nosync = st->lmdb_nosync,
+        .redis_address = st->redis,
+        .redis_password = st->redis_password,
+        .redis_db = (unsigned)st->redis_db,
+        .redis_prefix = st->redis_prefix,
+    };
+    if (cfg->filtering.uses_kv && kv_new(base, &kc, &f->kv, error, errsize) < 0)
+        return -1;
+    f->env = (struct filter_env){
+        .base = base, .dns = f->dns, .kv = f->kv, .hostname = cfg->server.hostname};
+    return 0;
+}
+
+static int make_instances(struct smtp_filters *f, char *error, size_t errsize)
+{
+    const struct filter_config *fc = &f->cfg->filtering;
+
+    if ((f->instances = calloc(fc->count + 1, sizeof(*f->instances))) == NULL) {
+        snprintf(error, errsize, "filters: out of memory");
+        return -1;
+    }
+    for (; f->instance_count < fc->count; f->instance_count++) {
+        const struct filter_instance_settings *fi = &fc->filters[f->instance_count];
+        if (fi->module->create(&f->env, fi->settings, &f->instances[f->instance_count], error,
+                               errsize) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int make_chains(struct smtp_filters *f, struct event_base *base, char *error,
+                       size_t errsize)
+{
+    const struct postern_config *cfg = f->cfg;
+
+    if ((f->chains = calloc(cfg->listener_count + 1, sizeof(*f->chains))) == NULL)
+        goto oom;
+    for (; f->chain_count < cfg->listener_count; f->chain_count++) {
+        const struct listener_settings *l = &cfg->listeners[f->chain_count];
+        struct chain_link *links;
+        if (l->chain_len == 0)
+            continue;
+        if ((links = calloc(l->chain_len, sizeof(*links))) == NULL)
+            goto oom;
+        for (size_t i = 0; i < l->chain_len; i++) {
+            const struct filter_instance_settings *fi = &cfg->filtering.filters[l->chain[i]];
+            const struct filter_common *c = filter_instance_common(fi);
+            links[i] = (struct chain_link){.ops = fi->module->ops,
+                                           .instance = f->instances[l->chain[i]],
+                                           .on_error = (enum filter_on_error)c->on_error,
+                                           .timeout_ms = (unsigned)c->timeout};
+        }
+        f->chains[f->chain_count] = chain_new(base, links, l->chain_len);
+        free(links);
+        if (f->chains[f->chain_count] == NULL)
+            goto oom;
+    }
+    return 0;
+oom:
+    snprintf(error, errsize, "filters: cannot create the chains");
+    return -1;
+}
+
 int smtp_filters_new(struct event_base *base, const struct postern_config *cfg,
                      struct smtp_filters **f_r, char *error, size_t errsize)
 {
     struct smtp_filters *f = calloc(1, sizeof(*f));
 
     *f_r = NULL;
-    if (f == NULL || (f->links = calloc(cfg->filter_count, sizeof(*f->links))) == NULL ||
-        (f->dnsbls = calloc(cfg->filter_count, sizeof(*f->dnsbls))) == NULL) {
+    if (f == NULL) {
         snprintf(error, errsize, "filters: out of memory");
-        smtp_filters_free(&f);
         return -1;
     }
-    for (; f->count < cfg->filter_count; f->count++) {
-        const struct filter_settings *fc = &cfg->filters[f->count];
-        struct chain_link *l = &f->links[f->count];
-        if (make_dnsbl(base, cfg, fc, &f->dnsbls[f->count], error, errsize) < 0) {
-            smtp_filters_free(&f);
-            return -1;
-        }
-        l->ops = &dnsbl_filter_ops;
-        l->instance = f->dnsbls[f->count];
-        l->on_error = (enum filter_on_error)fc->on_error;
-        l->timeout_ms = (unsigned)fc->timeout;
-    }
-    if ((f->chain = chain_new(base, f->links, f->count)) == NULL) {
-        snprintf(error, errsize, "filters: cannot create the chain");
+    f->cfg = cfg;
+    if (make_env(f, base, error, errsize) < 0 || make_instances(f, error, errsize) < 0 ||
+        make_chains(f, base, error, errsize) < 0) {
         smtp_filters_free(&f);
         return -1;
     }
@@ -289,11 +366,14 @@ void smtp_filters_free(struct smtp_filters **fp)
     if (f == NULL)
         return;
     *fp = NULL;
-    chain_free(&f->chain);
-    for (size_t i = 0; f->dnsbls != NULL && i < f->count; i++)
-        dnsbl_free(&f->dnsbls[i]);
-    free(f->dnsbls);
-    free(f->links);
+    for (size_t i = 0; i < f->chain_count; i++)
+        chain_free(&f->chains[i]);
+    free(f->chains);
+    for (size_t i = 0; i < f->instance_count; i++)
+        f->cfg->filtering.filters[i].module->destroy(f->instances[i]);
+    free(f->instances);
+    kv_free(&f->kv);
+    dns_free(&f->dns);
     free(f);
 }
 

@@ -52,7 +52,7 @@ int worker_init(struct worker *w, const struct postern_config *cfg, unsigned ind
     }
     if (spool_open(cfg->server.spool_dir, w->base, &w->spool, error, errsize) < 0)
         return -1;
-    if (cfg->filter_count > 0) {
+    if (cfg->filtering.count > 0) {
         if (smtp_filters_new(w->base, cfg, &w->filters, error, errsize) < 0)
             return -1;
         w->hooks = smtp_filters_hooks(w->filters);

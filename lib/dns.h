@@ -28,6 +28,8 @@ struct dns_config {
     size_t nameserver_count;
     unsigned timeout_ms;            /* per try; 0 = default 2000 */
     unsigned attempts;              /* 0 = default 2 */
+    size_t cache_size;              /* answers kept; 0 = no cache */
+    unsigned cache_max_ttl_s;       /* a cached answer lives min(TTL, this); 0 = default 3600 */
 };
 
 /* Result status, closed set. */

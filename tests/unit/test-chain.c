@@ -472,13 +472,14 @@ static void test_accept_sticks(void **state)
         assert_string_equal(w.res.action_by, "allow");
     }
     assert_int_equal(w.res.symbol_count, 2);
+    /* a new transaction keeps what CONNECT found about the client */
     chain_session_reset(env.s);
     assert_int_equal(chain_session_result(env.s)->action, FILTER_ACTION_NONE);
-    assert_int_equal(chain_session_result(env.s)->symbol_count, 0);
-    assert_true(chain_session_result(env.s)->score == 0);
+    assert_int_equal(chain_session_result(env.s)->symbol_count, 2);
+    assert_string_equal(chain_session_result(env.s)->symbols[0].name, "allow_0");
     env_run(&env, FILTER_MAIL, &w);
     assert_int_equal(w.res.action, FILTER_ACTION_ACCEPT);
-    assert_int_equal(w.res.symbol_count, 0);
+    assert_int_equal(w.res.symbol_count, 2);
     assert_int_equal(env.tf[0].calls, 1);
     assert_int_equal(env.tf[1].calls, 1);
     env_free(&env);

@@ -89,6 +89,11 @@ static const struct {
     {.filters = "filters = ( { name = \"dnsbl\"; on_error = \"maybe\"; lists = ( { zone = \"x\"; } "
                 "); } );",
      .error = "on_error: unknown value"},
+    {.filters = "filters = ( { name = \"dnsbl\"; lists = ( { zone = \"x\"; } ); },\n"
+                "  { name = \"dnsbl\"; lists = ( { zone = \"y\"; } ); } );",
+     .error = ":3: filter id \"dnsbl\" used twice"},
+    {.filters = "filters = ( { name = \"dnsbl\"; lists = ( { zone = \"x\"; } ); },\n"
+                "  { name = \"dnsbl\"; id = \"dnswl\"; lists = ( { zone = \"y\"; } ); } );"},
 };
 
 static struct postern_config *load(const char *filters, struct cfg_errors *errs)
@@ -118,12 +123,18 @@ static void test_config(void **state)
             fail_msg("row %zu: error \"%s\" lacks \"%s\"", i, errs.count ? errs.msgs[0] : "",
                      configs[i].error);
         if (i == 0) {
-            assert_int_equal(cfg->filter_count, 1);
-            assert_int_equal(cfg->filters[0].list_count, 1);
-            assert_true(cfg->filters[0].lists[0].score == 3.5);
-            assert_true(cfg->filters[0].reject_score == 3.0);
-            assert_int_equal(cfg->filters[0].timeout, 5000);
-            assert_string_equal(cfg->filters[0].lists[0].codes.items[0], "127.0.0.2");
+            const struct dnsbl_settings *d;
+            assert_int_equal(cfg->filtering.count, 1);
+            assert_ptr_equal(cfg->filtering.filters[0].module, &dnsbl_module);
+            d = cfg->filtering.filters[0].settings;
+            assert_int_equal(d->list_count, 1);
+            assert_true(d->lists[0].score == 3.5);
+            assert_true(d->reject_score == 3.0);
+            assert_int_equal(d->common.timeout, 5000);
+            assert_int_equal(d->common.on_error, FILTER_ON_ERROR_SKIP);
+            assert_string_equal(d->lists[0].codes.items[0], "127.0.0.2");
+            /* the listener runs every filter by default */
+            assert_int_equal(cfg->listeners[0].chain_len, 1);
         }
         postern_config_free(&cfg);
         cfg_errors_clear(&errs);
