@@ -286,6 +286,67 @@ class Nsd:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class Redis:
+    """redis-server on a free loopback port, its state in a temp dir
+    (SERVICES.md); in the foreground as our child so that tests can stop it
+    (stop), hang it (pause: SIGSTOP) and let it go on (resume)."""
+
+    def __init__(self):
+        if shutil.which("redis-server") is None:
+            raise Skip("redis-server is not installed")
+        self.dir = tempfile.mkdtemp(prefix="postern-redis-")
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+             "--dir", self.dir, "--save", "", "--appendonly", "no",
+             "--logfile", os.path.join(self.dir, "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            if self.command("PING") == b"+PONG":
+                return
+            time.sleep(0.05)
+        self.cleanup()
+        raise RuntimeError("redis-server did not start")
+
+    def address(self):
+        return "127.0.0.1:%d" % self.port
+
+    def command(self, *args, timeout=2.0):
+        """Sends one command (RESP); returns the first reply line, or None."""
+        req = b"*%d\r\n" % len(args) + b"".join(
+            b"$%d\r\n%s\r\n" % (len(a), a) for a in
+            (x if isinstance(x, bytes) else str(x).encode() for x in args))
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as c:
+                c.sendall(req)
+                data = b""
+                while not data.endswith(b"\r\n"):
+                    chunk = c.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                return data.split(b"\r\n", 1)[0]
+        except OSError:
+            return None
+
+    def pause(self):
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+            self.proc.wait(10)
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 class Raw:
     """A raw SMTP client over a socket: send bytes, read replies. rcvbuf
     sets SO_RCVBUF before connecting (a client that reads slowly)."""
