@@ -39,16 +39,11 @@ int policy_settings_load(struct policy_settings *p, const config_setting_t *grou
         group == NULL ? NULL : config_setting_get_member(group, "outbound");
     int n = cfg_section_load(group, policy_keys, p, errs);
 
-    if (in != NULL && config_setting_type(in) != CONFIG_TYPE_GROUP) {
-        cfg_error_add(errs, in, "policy.inbound must be a group { ... }");
+    /* not a group: cfg_section_load said so; their keys keep their defaults */
+    if (in != NULL && config_setting_type(in) != CONFIG_TYPE_GROUP)
         in = NULL;
-        n++;
-    }
-    if (out != NULL && config_setting_type(out) != CONFIG_TYPE_GROUP) {
-        cfg_error_add(errs, out, "policy.outbound must be a group { ... }");
+    if (out != NULL && config_setting_type(out) != CONFIG_TYPE_GROUP)
         out = NULL;
-        n++;
-    }
     n += cfg_section_load(in, policy_threshold_keys, &p->inbound, errs);
     n += cfg_section_load(out, policy_threshold_keys, &p->outbound, errs);
     return n;
@@ -149,8 +144,9 @@ size_t policy_headers(const struct policy_settings *p, const struct policy_decis
         snprintf(word, sizeof(word), " by=%s", hostname);
         o = o < size ? append_folded(out, size, o, &col, word) : o;
         for (size_t i = 0; i < res->symbol_count && o < size; i++) {
-            snprintf(word, sizeof(word), "%s%s(%g)", i == 0 ? " tests=" : ",",
-                     res->symbols[i].name, res->symbols[i].score);
+            snprintf(word, sizeof(word), "%s%s(%g)%s", i == 0 ? " tests=" : "",
+                     res->symbols[i].name, res->symbols[i].score,
+                     i + 1 < res->symbol_count ? "," : "");
             o = append_folded(out, size, o, &col, word);
         }
         if (o + 2 >= size)
