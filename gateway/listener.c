@@ -30,6 +30,11 @@ static evutil_socket_t bind_one(const char *address, char *error, size_t errsize
         return -1;
     }
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) {
+        snprintf(error, errsize, "SO_REUSEPORT on %s: %s", address, strerror(errno));
+        close(fd);
+        return -1;
+    }
     if (ss.ss_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
     if (bind(fd, (struct sockaddr *)&ss, (socklen_t)len) < 0 || listen(fd, 1024) < 0) {
@@ -40,10 +45,11 @@ static evutil_socket_t bind_one(const char *address, char *error, size_t errsize
     return fd;
 }
 
-static evutil_socket_t take_old(struct listener_socket *old, size_t old_count, const char *address)
+static evutil_socket_t take_old(struct listener_socket *old, size_t old_count, const char *address,
+                                unsigned lane)
 {
     for (size_t i = 0; i < old_count; i++) {
-        if (old[i].fd >= 0 && strcmp(old[i].address, address) == 0) {
+        if (old[i].fd >= 0 && old[i].lane == lane && strcmp(old[i].address, address) == 0) {
             evutil_socket_t fd = old[i].fd;
             old[i].fd = -1;
             return fd;
@@ -59,7 +65,8 @@ static void give_back(struct listener_socket *old, size_t old_count, struct list
 {
     for (size_t k = 0; k < count; k++) {
         for (size_t i = 0; i < old_count && socks[k].fd >= 0; i++) {
-            if (old[i].fd < 0 && strcmp(old[i].address, socks[k].address) == 0) {
+            if (old[i].fd < 0 && old[i].lane == socks[k].lane &&
+                strcmp(old[i].address, socks[k].address) == 0) {
                 old[i].fd = socks[k].fd;
                 socks[k].fd = -1;
             }
@@ -67,35 +74,55 @@ static void give_back(struct listener_socket *old, size_t old_count, struct list
     }
 }
 
-int listeners_bind(const struct postern_config *cfg, struct listener_socket *old, size_t old_count,
-                   struct listener_socket **socks_r, size_t *count_r, char *error, size_t errsize)
+int listeners_bind(const struct postern_config *cfg, unsigned lanes, struct listener_socket *old,
+                   size_t old_count, struct listener_socket **socks_r, size_t *count_r,
+                   char *error, size_t errsize)
 {
     size_t n = 0, total = 0;
     struct listener_socket *socks;
 
     for (size_t i = 0; i < cfg->listener_count; i++)
-        total += cfg->listeners[i].address.count;
-    socks = calloc(total, sizeof(*socks));
+        total += cfg->listeners[i].address.count * lanes;
+    socks = calloc(total + 1, sizeof(*socks));
     if (socks == NULL) {
         snprintf(error, errsize, "out of memory");
         return -1;
     }
     for (size_t i = 0; i < cfg->listener_count; i++) {
         const struct listener_settings *l = &cfg->listeners[i];
-        for (size_t j = 0; j < l->address.count; j++, n++) {
-            socks[n].settings = l;
-            snprintf(socks[n].address, sizeof(socks[n].address), "%s", l->address.items[j]);
-            socks[n].fd = take_old(old, old_count, l->address.items[j]);
-            if (socks[n].fd < 0 && (socks[n].fd = bind_one(l->address.items[j], error, errsize)) < 0) {
-                give_back(old, old_count, socks, n);
-                listeners_close(&socks, n);
-                return -1;
+        for (size_t j = 0; j < l->address.count; j++) {
+            for (unsigned lane = 0; lane < lanes; lane++, n++) {
+                const char *address = l->address.items[j];
+                socks[n].settings = l;
+                socks[n].lane = lane;
+                snprintf(socks[n].address, sizeof(socks[n].address), "%s", address);
+                socks[n].fd = take_old(old, old_count, address, lane);
+                if (socks[n].fd < 0 && (socks[n].fd = bind_one(address, error, errsize)) < 0) {
+                    give_back(old, old_count, socks, n);
+                    listeners_close(&socks, n);
+                    return -1;
+                }
             }
         }
     }
     *socks_r = socks;
     *count_r = n;
     return 0;
+}
+
+size_t listeners_keep_lane(struct listener_socket *socks, size_t count, unsigned lane)
+{
+    size_t kept = 0;
+
+    for (size_t i = 0; i < count; i++) {
+        if (socks[i].lane != lane) {
+            if (socks[i].fd >= 0)
+                close(socks[i].fd);
+            continue;
+        }
+        socks[kept++] = socks[i];
+    }
+    return kept;
 }
 
 void listeners_close(struct listener_socket **socks, size_t count)

@@ -52,6 +52,7 @@ struct slot {
     unsigned generation;
     time_t started;
     enum slot_role role;
+    unsigned lane; /* SMTP: which of the listeners' per-worker sockets it accepts from */
 };
 
 struct master {
@@ -199,7 +200,7 @@ static void block_stop_signals(void)
     sigprocmask(SIG_BLOCK, &set, NULL);
 }
 
-static void child_main(struct master *m, unsigned slot)
+static void child_main(struct master *m, unsigned slot, unsigned lane)
 {
     struct worker w;
     char error[512], tag[32];
@@ -216,6 +217,7 @@ static void child_main(struct master *m, unsigned slot)
         log_error("worker start failed: %s", error);
         _exit(1);
     }
+    m->sock_count = listeners_keep_lane(m->socks, m->sock_count, lane);
     rc = worker_run(&w, m->socks, m->sock_count, m->pipe_fd[0]);
     block_stop_signals();
     worker_free(&w);
@@ -267,9 +269,23 @@ static int free_slot(const struct master *m)
     return -1;
 }
 
+/* The lowest lane no running SMTP worker of this generation has. */
+static unsigned free_lane(const struct master *m)
+{
+    for (unsigned lane = 0;; lane++) {
+        bool used = false;
+        for (unsigned i = 0; i < MAX_SLOTS && !used; i++)
+            used = m->slots[i].pid != 0 && m->slots[i].role == SLOT_SMTP &&
+                   m->slots[i].generation == m->generation && m->slots[i].lane == lane;
+        if (!used)
+            return lane;
+    }
+}
+
 static void spawn(struct master *m, enum slot_role role)
 {
     int slot = free_slot(m);
+    unsigned lane = role == SLOT_SMTP ? free_lane(m) : 0;
     pid_t pid;
 
     if (slot < 0) {
@@ -285,8 +301,8 @@ static void spawn(struct master *m, enum slot_role role)
     if (pid == 0 && role == SLOT_QMGR)
         qmgr_main(m);
     if (pid == 0)
-        child_main(m, (unsigned)slot);
-    m->slots[slot] = (struct slot){ pid, m->generation, time(NULL), role };
+        child_main(m, (unsigned)slot, lane);
+    m->slots[slot] = (struct slot){ pid, m->generation, time(NULL), role, lane };
 }
 
 static unsigned running(const struct master *m, unsigned generation)
@@ -391,7 +407,8 @@ static void reload(struct master *m)
         log_error("reload failed: keeping the running configuration");
         return;
     }
-    if (listeners_bind(cfg, m->socks, m->sock_count, &socks, &count, error, sizeof(error)) < 0) {
+    if (listeners_bind(cfg, worker_count(cfg), m->socks, m->sock_count, &socks, &count, error,
+                       sizeof(error)) < 0) {
         log_error("reload failed: %s", error);
         postern_config_free(&cfg);
         return;
@@ -462,7 +479,8 @@ static int master_start(struct master *m)
     raise_nofile_limit();
     if (resolve_user(m) < 0 || prepare_spool(m) < 0)
         return -1;
-    if (listeners_bind(m->cfg, NULL, 0, &m->socks, &m->sock_count, error, sizeof(error)) < 0) {
+    if (listeners_bind(m->cfg, worker_count(m->cfg), NULL, 0, &m->socks, &m->sock_count, error,
+                       sizeof(error)) < 0) {
         log_error("%s", error);
         return -1;
     }

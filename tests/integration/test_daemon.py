@@ -288,6 +288,40 @@ def test_worker_crash_mid_data():
         p.cleanup()
 
 
+def test_connections_spread_over_workers():
+    """Each worker accepts from its own SO_REUSEPORT socket, and the kernel
+    spreads sessions over both (16 all on one: odds 2 in 65536)."""
+    p = Postern(workers=2).start()
+    sessions = []
+    try:
+        workers = wait_workers(p, 2)
+        assert workers, children(p.proc.pid)
+        for _ in range(16):
+            r = Raw(p.port())
+            assert r.reply()[0] == 220
+            sessions.append(r)
+        owners = [socket_owner(p, r, workers) for r in sessions]
+        counts = {w: owners.count(w) for w in workers}
+        assert all(n >= 2 for n in counts.values()), counts
+        # one listening socket per worker, each held by its worker alone
+        listening = set()
+        with open("/proc/net/tcp") as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if int(fields[1].split(":")[1], 16) == p.port() and fields[3] == "0A":
+                    listening.add("socket:[%s]" % fields[9])
+        assert len(listening) == 2, listening
+        held = []
+        for w in workers:
+            fds = set(os.readlink("/proc/%d/fd/%s" % (w, fd)) for fd in os.listdir("/proc/%d/fd" % w))
+            held.append(fds & listening)
+        assert all(len(h) == 1 for h in held) and held[0] != held[1], held
+    finally:
+        for r in sessions:
+            r.close()
+        p.cleanup()
+
+
 def test_accepted_message_survives_kill_9():
     p = Postern(workers=1).start()
     try:
@@ -492,6 +526,7 @@ def test_spool_recovery():
 run([test_check_valid_config, test_check_unknown_key, test_check_bad_type,
      test_check_out_of_range, test_check_unknown_section, test_check_bad_listener_address,
      test_check_syntax_error, test_check_missing_file, test_list_keys_documented,
-     test_worker_crash_mid_data, test_accepted_message_survives_kill_9,
+     test_worker_crash_mid_data, test_connections_spread_over_workers,
+     test_accepted_message_survives_kill_9,
      test_master_kill_9_mid_data, test_sigterm_idle_session, test_sigterm_after_final_dot,
      test_sighup_reload_mid_session, test_spool_recovery])
