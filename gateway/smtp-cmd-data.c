@@ -1,8 +1,11 @@
 /*
  * smtp-cmd-data — DATA (RFC 5321 §4.1.1.4) and the end of every message:
  * the Received: trace header, content streamed through the DATA reader into
- * the spool, the end-of-message stage, the durable commit, and only then the
- * 250 (DESIGN.md "Durability"). One summary log line per message.
+ * the spool, the end-of-message stage, the durable commit (into hold/ when
+ * the verdict is HOLD, and then the queue manager is not told), and only
+ * then the 250 (DESIGN.md "Durability"). One summary log line per message.
+ * Header fields the hooks add go into the envelope (add_headers), since the
+ * content is on disk already; the relay writes them before the content.
  *
  * SECURITY: the content is untrusted and unbounded on the wire; the reader
  * bounds it (size, line length, bare CR/LF) and the spool takes it in
@@ -217,6 +220,37 @@ static void envelope_from_txn(struct smtp_session *s, struct spool_envelope *env
     env->ret = t->mail.ret;
     env->envid = t->mail.envid[0] != '\0' ? t->mail.envid : NULL;
     env->size = spool_msg_size(t->msg);
+    env->add_headers = t->add_headers;
+}
+
+int smtp_txn_add_header(struct smtp_txn *t, const char *name, const char *value,
+                        const char **error_r)
+{
+    size_t old = t->add_headers != NULL ? strlen(t->add_headers) : 0;
+    size_t nlen = strlen(name), vlen = strlen(value);
+    char *text;
+
+    if (nlen + vlen > SPOOL_ADD_HEADERS_MAX) {
+        *error_r = "header lines over 16 KiB";
+        return -1;
+    }
+    text = malloc(old + nlen + vlen + 5);
+    if (text == NULL) {
+        *error_r = "out of memory";
+        return -1;
+    }
+    memcpy(text, t->add_headers != NULL ? t->add_headers : "", old);
+    memcpy(text + old, name, nlen);
+    memcpy(text + old + nlen, ": ", 2);
+    memcpy(text + old + nlen + 2, value, vlen);
+    memcpy(text + old + nlen + 2 + vlen, "\r\n", 3);
+    if (spool_add_headers_check(text, old + nlen + vlen + 4, error_r) < 0) {
+        free(text);
+        return -1;
+    }
+    free(t->add_headers);
+    t->add_headers = text;
+    return 0;
 }
 
 static void log_summary(struct smtp_session *s, const char *action)
@@ -265,10 +299,15 @@ static void commit_done(void *ctx, int error)
         log_error("%s: queue file commit failed: %s", t->queue_id, strerror(error));
         smtp_reply(s, 451, "4.3.0", "Error: queue file write error");
         log_summary(s, "tempfail");
+    } else if (t->verdict == SMTP_VERDICT_HOLD) {
+        /* in hold/: delivered only after "posternctl queue release" */
+        smtp_reply(s, 250, "2.0.0", "Ok: queued as %s", t->queue_id);
+        log_summary(s, "hold");
+        s->messages++;
     } else {
         smtp_reply(s, 250, "2.0.0", "Ok: queued as %s", t->queue_id);
         notify_qmgr(s, t->queue_id);
-        log_summary(s, t->verdict == SMTP_VERDICT_HOLD ? "hold" : "accept");
+        log_summary(s, "accept");
         s->messages++;
     }
     smtp_session_reset_txn(s);
@@ -292,7 +331,10 @@ static void commit(struct smtp_session *s)
     if (rcpts != NULL && addrs != NULL && orcpts != NULL) {
         envelope_from_txn(s, &env, rcpts, addrs, orcpts, sender, sizeof(sender));
         s->state = SMTP_S_WAIT;
-        rc = spool_msg_commit(t->msg, &env, commit_done, s);
+        if (t->verdict == SMTP_VERDICT_HOLD)
+            rc = spool_msg_commit_hold(t->msg, &env, commit_done, s);
+        else
+            rc = spool_msg_commit(t->msg, &env, commit_done, s);
     }
     free(rcpts);
     free(addrs);

@@ -29,6 +29,7 @@ void smtp_session_reset_txn(struct smtp_session *s)
     if (t->content != NULL)
         evbuffer_free(t->content);
     free(t->rcpts);
+    free(t->add_headers);
     free(t);
     s->txn = NULL;
 }

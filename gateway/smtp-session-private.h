@@ -62,6 +62,10 @@ struct smtp_txn {
     struct timeval data_start;
     struct timeval start;
     enum smtp_verdict verdict;
+    /* Header fields the hooks add (smtp_txn_add_header): written before
+     * the content at delivery, never into the spooled content itself;
+     * NULL = none. Owned by the transaction. */
+    char *add_headers;
 };
 
 struct smtp_session {
@@ -139,6 +143,9 @@ void smtp_session_run_stage(struct smtp_session *s, enum smtp_stage stage,
                             smtp_hook_done_cb *cont);
 /* Back from SMTP_S_WAIT: reads what is buffered. */
 void smtp_session_resume(struct smtp_session *s, enum smtp_state state);
+/* Starts the session over for a new client (XCLIENT): the hooks forget the
+ * old one, the connect stage runs, and the 220 (or its refusal) follows. */
+void smtp_session_restart(struct smtp_session *s);
 void smtp_session_reset_txn(struct smtp_session *s);
 /* The reply for a verdict that is not CONTINUE/ACCEPT; returns true if sent. */
 bool smtp_session_verdict_reply(struct smtp_session *s, const struct smtp_hook_result *r,
@@ -164,5 +171,12 @@ void smtp_data_finished(struct smtp_session *s);
 void smtp_data_flush(struct smtp_txn *t, bool force);
 /* smtp-cmd-data.c: starts the content (spool file, Received header). */
 int smtp_data_begin(struct smtp_session *s, enum smtp_data_mode mode);
+/* smtp-cmd-data.c: for the hooks, before the end-of-message stage is done:
+ * adds the field "name: value" CR LF to t->add_headers (value may be
+ * folded with CR LF and a space or tab). Returns 0, or -1 with *error_r
+ * when the field is malformed or the lines would pass
+ * SPOOL_ADD_HEADERS_MAX (spool_add_headers_check); then nothing is added. */
+int smtp_txn_add_header(struct smtp_txn *t, const char *name, const char *value,
+                        const char **error_r);
 
 #endif

@@ -15,6 +15,10 @@
  *   rcpt ADDR NOTIFY [ORCPT]  one per recipient, in order, at least one;
  *                        NOTIFY is the enum smtp_notify bits in decimal;
  *                        without the third field orcpt is NULL
+ *   add_headers TEXT     optional; header fields to prepend at delivery,
+ *                        CR LF and spaces escaped like any value; checked
+ *                        with spool_add_headers_check (written only when
+ *                        not empty)
  *   END                  the end marker
  * Every value is escaped (spool_escape): octets <= 0x20, '%' and 0x7f become
  * "%XX", everything else (UTF-8 included) is stored raw, so a record never
@@ -23,7 +27,8 @@
  *
  * Trusts nothing it reads: an unknown or repeated record, a raw control octet,
  * a bad escape, a number out of range, more than SPOOL_RCPT_MAX recipients or
- * more than SPOOL_ENVELOPE_MAX octets of envelope make the file corrupt.
+ * more than SPOOL_ENVELOPE_MAX octets of envelope, or header lines that
+ * spool_add_headers_check refuses make the file corrupt.
  * Trusts the writer's caller for the envelope it serializes.
  */
 #include "config.h"
@@ -107,6 +112,81 @@ int spool_header_parse(const char buf[SPOOL_HEADER_LEN], uint64_t *content_len_r
         return -1;
     *content_len_r = clen;
     *env_off_r = eoff;
+    return 0;
+}
+
+/* ---- header lines to add ---- */
+
+static bool is_wsp(unsigned char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* One line without its CR LF: the first line of a field ("Name:" and a
+ * value) or a continuation (space or tab, then some text). first: no field
+ * came before it. Returns NULL when good, else why not. */
+static const char *header_line_error(const unsigned char *p, size_t len, bool first)
+{
+    size_t i = 0;
+    bool text = false;
+
+    if (len == 0)
+        return "empty line in header lines";
+    if (len > SPOOL_HEADER_LINE_MAX)
+        return "header line longer than 998 octets";
+    if (is_wsp(p[0])) {
+        if (first)
+            return "continuation line without a header field";
+    } else {
+        /* RFC 5322 §3.6.8: field-name = 1*ftext, printable ASCII but ':' */
+        while (i < len && p[i] > 0x20 && p[i] < 0x7f && p[i] != ':')
+            i++;
+        if (i == 0 || i == len || p[i] != ':')
+            return "bad header field name";
+        i++;
+        text = true;
+    }
+    for (; i < len; i++) {
+        if (!is_wsp(p[i]) && (p[i] < 0x21 || p[i] > 0x7e))
+            return "control or 8-bit octet in a header line";
+        text = text || !is_wsp(p[i]);
+    }
+    return text ? NULL : "blank continuation line in header lines";
+}
+
+int spool_add_headers_check(const char *text, size_t len, const char **error_r)
+{
+    const unsigned char *p = (const unsigned char *)text;
+    const char *why = NULL;
+    size_t pos = 0;
+
+    if (len > SPOOL_ADD_HEADERS_MAX)
+        why = "header lines over 16 KiB";
+    while (why == NULL && pos < len) {
+        const unsigned char *cr = memchr(p + pos, '\r', len - pos);
+        const unsigned char *lf = memchr(p + pos, '\n', len - pos);
+        size_t end;
+
+        if (lf != NULL && (cr == NULL || lf < cr)) {
+            why = "bare LF in header lines";
+            break;
+        }
+        if (cr == NULL) {
+            why = "header lines do not end with CR LF";
+            break;
+        }
+        end = (size_t)(cr - p);
+        if (end + 1 >= len || p[end + 1] != '\n') {
+            why = "bare CR in header lines";
+            break;
+        }
+        why = header_line_error(p + pos, end - pos, pos == 0);
+        pos = end + 2;
+    }
+    if (why != NULL) {
+        *error_r = why;
+        return -1;
+    }
     return 0;
 }
 
@@ -220,6 +300,8 @@ char *spool_envelope_serialize(const struct spool_envelope *env, size_t *len_r)
     put_str(&sb, "tls", env->tls);
     for (size_t i = 0; i < env->rcpt_count; i++)
         put_rcpt(&sb, &env->rcpts[i]);
+    if (env->add_headers != NULL && env->add_headers[0] != '\0')
+        put_str(&sb, "add_headers", env->add_headers);
     sb_append(&sb, "END\n", 4);
     if (sb.failed) {
         free(sb.data);
@@ -231,7 +313,16 @@ char *spool_envelope_serialize(const struct spool_envelope *env, size_t *len_r)
 
 /* ---- parsing ---- */
 
-enum record_type { REC_QUEUE_ID, REC_STRING, REC_TIME, REC_SIZE, REC_INT, REC_BOOL, REC_RCPT };
+enum record_type {
+    REC_QUEUE_ID,
+    REC_STRING,
+    REC_TIME,
+    REC_SIZE,
+    REC_INT,
+    REC_BOOL,
+    REC_RCPT,
+    REC_HEADERS,
+};
 
 /* One row per record key: what it holds, where, its range, whether required. */
 static const struct record_def {
@@ -256,6 +347,7 @@ static const struct record_def {
     { "auth_user", REC_STRING, offsetof(struct spool_envelope, auth_user), 0, 0, false },
     { "tls", REC_STRING, offsetof(struct spool_envelope, tls), 0, 0, false },
     { "rcpt", REC_RCPT, 0, 0, 0, true },
+    { "add_headers", REC_HEADERS, offsetof(struct spool_envelope, add_headers), 0, 0, false },
 };
 #define RECORD_COUNT (sizeof(records) / sizeof(records[0]))
 
@@ -441,6 +533,21 @@ static int set_number(struct parser *ps, const struct record_def *def, const str
     return 0;
 }
 
+/* add_headers: bounded before it is decoded, checked after. */
+static int set_headers(struct parser *ps, const struct field *f)
+{
+    const char *why;
+
+    if (f->len > 3 * (size_t)SPOOL_ADD_HEADERS_MAX)
+        return parse_fail(ps, "add_headers over %d octets", SPOOL_ADD_HEADERS_MAX);
+    ps->env->add_headers = unescape(f);
+    if (ps->env->add_headers == NULL)
+        return parse_fail(ps, "bad add_headers value");
+    if (spool_add_headers_check(ps->env->add_headers, strlen(ps->env->add_headers), &why) < 0)
+        return parse_fail(ps, "add_headers: %s", why);
+    return 0;
+}
+
 static int apply_record(struct parser *ps, const struct record_def *def,
                         const struct field *fields, size_t count)
 {
@@ -453,6 +560,8 @@ static int apply_record(struct parser *ps, const struct record_def *def,
         return parse_fail(ps, "%s takes one value", def->key);
     if (def->type == REC_QUEUE_ID)
         return set_queue_id(ps, &fields[0]);
+    if (def->type == REC_HEADERS)
+        return set_headers(ps, &fields[0]);
     if (def->type != REC_STRING)
         return set_number(ps, def, &fields[0]);
     dst = (char **)((char *)ps->env + def->offset);
@@ -700,5 +809,6 @@ void spool_envelope_free(struct spool_envelope **_env)
     free(env->auth_user);
     free(env->tls);
     free(env->envid);
+    free(env->add_headers);
     free(env);
 }

@@ -9,7 +9,10 @@
  *   the content: the message exactly as it will be relayed, CR LF line ends,
  *     not dot-stuffed, starting with Postern's Received: header;
  *   the envelope: one record per line, "KEY VALUE\n", values escaped (see
- *     spool_escape) so any byte can be stored;
+ *     spool_escape) so any byte can be stored; one of them may carry header
+ *     lines that Postern adds in front of the content when it delivers
+ *     (add_headers), so a header decided after the content was streamed to
+ *     disk needs no rewrite of the file;
  *   the end marker line "END\n". A file whose header offsets are zero, or that
  *   does not have "END\n" right after its envelope records, is incomplete and
  *   was never acknowledged. Lines after END are reserved for the queue
@@ -29,6 +32,8 @@
 
 #define SPOOL_HEADER_LEN 80
 #define SPOOL_QUEUE_ID_MAX 32
+#define SPOOL_ADD_HEADERS_MAX (16 * 1024) /* octets of add_headers, CR LF included */
+#define SPOOL_HEADER_LINE_MAX 998         /* octets of one line without CR LF (RFC 5322) */
 
 struct spool_rcpt {
     char *addr;     /* "local@domain", as accepted */
@@ -53,7 +58,21 @@ struct spool_envelope {
     int ret;           /* enum smtp_ret */
     char *envid;       /* NULL when none */
     uint64_t size;     /* content octets */
+    /* Header fields to write before the content at delivery (and in a DSN
+     * that returns it), or NULL / "" for none: complete fields, each
+     * "Name: value" CR LF, optionally folded (continuation lines start with
+     * a space or tab); printable US-ASCII only; at most
+     * SPOOL_ADD_HEADERS_MAX octets. See spool_add_headers_check. Not
+     * counted in size. */
+    char *add_headers;
 };
+
+/* Checks header lines for spool_envelope.add_headers: len octets of text,
+ * "" allowed. Returns 0, or -1 with *error_r set to a static reason (bad
+ * field name, bare CR or LF, a line over SPOOL_HEADER_LINE_MAX, an empty or
+ * blank line, a control or 8-bit octet, no final CR LF, more than
+ * SPOOL_ADD_HEADERS_MAX octets). */
+int spool_add_headers_check(const char *text, size_t len, const char **error_r);
 
 /* Serializes env (records + "END\n") into a malloc'd buffer; *len_r is its
  * length. Returns NULL only when out of memory. */

@@ -1,7 +1,7 @@
 /*
  * spool — see spool.h. Writes messages to tmp/, and commits them into queue/
- * on one commit thread per spool so that the event loop never waits for the
- * disk.
+ * (or hold/) on one commit thread per spool so that the event loop never
+ * waits for the disk.
  *
  * Writing (loop thread): spool_msg_begin creates tmp/<id> and puts a zeroed
  * header in a 64 KiB buffer; content is buffered and written with write(2);
@@ -15,13 +15,14 @@
  * queued only when none is waiting; when it runs it takes every pending
  * message at once, fdatasyncs each file (several at once through the
  * sync crew's long-lived threads, so that the file system folds them into
- * fewer flushes), renames each (RENAME_NOREPLACE, so a queue id collision fails
- * instead of replacing a message), then fsyncs queue/ once for the whole
+ * fewer flushes), renames each into queue/ or, when held, hold/
+ * (RENAME_NOREPLACE, so a queue id collision fails instead of replacing a
+ * message), then fsyncs each directory that got a file once for the whole
  * batch. Messages that arrive meanwhile form the next batch.
  * Finished messages go to a list that the workpool's done() drains on the
  * loop thread, calling each callback (unless detached) and freeing the
- * message. A failed message is unlinked from tmp/ or queue/ before its
- * callback sees the errno.
+ * message. A failed message is unlinked from tmp/, queue/ or hold/ before
+ * its callback sees the errno.
  *
  * Trusts the caller for queue ids and envelopes (spool.h); trusts nothing in
  * the files spool_recover scans (spool_read_envelope checks them).
@@ -61,7 +62,7 @@ struct msg_list {
 
 struct spool {
     char *dir;
-    int dir_fd, tmp_fd, queue_fd;
+    int dir_fd, tmp_fd, queue_fd, hold_fd;
     struct workpool *committer; /* one thread: the commit thread */
     struct sync_crew *crew;     /* the commit thread's helpers, or NULL */
     pthread_mutex_t lock;       /* guards pending, finished, inflight, batch_queued */
@@ -79,6 +80,7 @@ struct spool_msg {
     struct spool_msg *next;
     int fd;
     int error; /* sticky errno */
+    bool hold; /* committed into hold/, not queue/ */
     bool renamed;
     char queue_id[SPOOL_QUEUE_ID_MAX + 1];
     char *buf; /* SPOOL_BUF_SIZE; freed when handed to the commit thread */
@@ -156,14 +158,19 @@ static void commit_sync_files(struct spool *spool, struct spool_msg *batch, size
     free(fds);
 }
 
-/* Closes a synced file and renames it into queue/, or removes it. */
+static int msg_dir_fd(const struct spool *spool, const struct spool_msg *msg)
+{
+    return msg->hold ? spool->hold_fd : spool->queue_fd;
+}
+
+/* Closes a synced file and renames it into queue/ or hold/, or removes it. */
 static void commit_one(struct spool *spool, struct spool_msg *msg)
 {
     if (close(msg->fd) < 0 && errno != EINTR && msg->error == 0)
         msg->error = errno;
     msg->fd = -1;
     if (msg->error == 0 &&
-        rename_noreplace(spool->tmp_fd, msg->queue_id, spool->queue_fd, msg->queue_id) < 0)
+        rename_noreplace(spool->tmp_fd, msg->queue_id, msg_dir_fd(spool, msg), msg->queue_id) < 0)
         msg->error = errno;
     if (msg->error != 0) {
         (void)unlinkat(spool->tmp_fd, msg->queue_id, 0);
@@ -172,22 +179,24 @@ static void commit_one(struct spool *spool, struct spool_msg *msg)
     msg->renamed = true;
 }
 
-/* One fsync of queue/ makes every rename of the batch durable; if it fails,
- * none of them is acknowledged and their files go. */
-static void commit_sync_queue(struct spool *spool, struct spool_msg *batch)
+/* One fsync of queue/ (hold/ when hold) makes every rename of the batch
+ * into it durable; if it fails, none of them is acknowledged and their
+ * files go. */
+static void commit_sync_dir(struct spool *spool, struct spool_msg *batch, bool hold)
 {
+    int dir_fd = hold ? spool->hold_fd : spool->queue_fd;
     bool any = false;
     int err;
 
     for (struct spool_msg *msg = batch; msg != NULL; msg = msg->next)
-        any = any || msg->renamed;
-    if (!any || fsync(spool->queue_fd) == 0)
+        any = any || (msg->renamed && msg->hold == hold);
+    if (!any || fsync(dir_fd) == 0)
         return;
     err = errno;
     for (struct spool_msg *msg = batch; msg != NULL; msg = msg->next) {
-        if (!msg->renamed)
+        if (!msg->renamed || msg->hold != hold)
             continue;
-        (void)unlinkat(spool->queue_fd, msg->queue_id, 0);
+        (void)unlinkat(dir_fd, msg->queue_id, 0);
         msg->renamed = false;
         msg->error = err;
     }
@@ -213,7 +222,8 @@ static void commit_batch(void *arg)
     commit_sync_files(spool, batch, count);
     for (struct spool_msg *msg = batch; msg != NULL; msg = msg->next)
         commit_one(spool, msg);
-    commit_sync_queue(spool, batch);
+    commit_sync_dir(spool, batch, false);
+    commit_sync_dir(spool, batch, true);
 
     pthread_mutex_lock(&spool->lock);
     if (spool->finished.tail != NULL)
@@ -495,6 +505,13 @@ int spool_msg_commit(struct spool_msg *msg, const struct spool_envelope *env, sp
     return -1;
 }
 
+int spool_msg_commit_hold(struct spool_msg *msg, const struct spool_envelope *env,
+                          spool_commit_cb *cb, void *ctx)
+{
+    msg->hold = true;
+    return spool_msg_commit(msg, env, cb, ctx);
+}
+
 void spool_msg_detach(struct spool_msg *msg)
 {
     msg->cb = NULL;
@@ -538,7 +555,9 @@ static int spool_open_dirs(struct spool *spool, char *error, size_t errsize)
     if (spool->dir_fd < 0 || (spool->tmp_fd = open_subdir(spool->dir_fd, "tmp", &created)) < 0)
         goto fail;
     spool->queue_fd = open_subdir(spool->dir_fd, "queue", &created);
-    if (spool->queue_fd < 0 || (fd = open_subdir(spool->dir_fd, "corrupt", &created)) < 0)
+    if (spool->queue_fd < 0 ||
+        (spool->hold_fd = open_subdir(spool->dir_fd, "hold", &created)) < 0 ||
+        (fd = open_subdir(spool->dir_fd, "corrupt", &created)) < 0)
         goto fail;
     close(fd);
     if (created && fsync(spool->dir_fd) < 0)
@@ -557,6 +576,8 @@ static void spool_free(struct spool *spool)
         close(spool->tmp_fd);
     if (spool->queue_fd >= 0)
         close(spool->queue_fd);
+    if (spool->hold_fd >= 0)
+        close(spool->hold_fd);
     if (spool->dir_fd >= 0)
         close(spool->dir_fd);
     pthread_cond_destroy(&spool->idle);
@@ -576,7 +597,7 @@ int spool_open(const char *dir, struct event_base *base, struct spool **spool_r,
         snprintf(error, errsize, "spool %s: out of memory", dir);
         return -1;
     }
-    spool->dir_fd = spool->tmp_fd = spool->queue_fd = -1;
+    spool->dir_fd = spool->tmp_fd = spool->queue_fd = spool->hold_fd = -1;
     pthread_mutex_init(&spool->lock, NULL);
     pthread_cond_init(&spool->idle, NULL);
     if (spool_open_dirs(spool, error, errsize) < 0) {
@@ -643,6 +664,7 @@ struct recover {
     int sub_fd;
     int corrupt_fd;
     const char *dir;
+    const char *sub; /* the subdirectory being scanned */
     int count;
     bool changed;
     bool corrupt_changed;
@@ -688,20 +710,23 @@ static void recover_move_corrupt(struct recover *rc, const char *name, const cha
     rc->corrupt_changed = true;
 }
 
+/* A file in queue/ or hold/: kept when complete, removed when it lacks its
+ * end marker (never acknowledged), moved to corrupt/ when unreadable. */
 static void recover_queue_entry(struct recover *rc, const char *name)
 {
     struct spool_envelope *env = NULL;
     char path[PATH_MAX], error[160];
     int ret;
 
-    if ((size_t)snprintf(path, sizeof(path), "%s/queue/%s", rc->dir, name) >= sizeof(path)) {
+    if ((size_t)snprintf(path, sizeof(path), "%s/%s/%s", rc->dir, rc->sub, name) >=
+        sizeof(path)) {
         recover_move_corrupt(rc, name, "name too long");
         return;
     }
     ret = spool_read_envelope(path, &env, NULL, NULL, error, sizeof(error));
     spool_envelope_free(&env);
     if (ret == 1)
-        recover_remove(rc, name, "");
+        recover_remove(rc, name, strcmp(rc->sub, "hold") == 0 ? " (hold/)" : "");
     else if (ret < 0)
         recover_move_corrupt(rc, name, error);
 }
@@ -714,6 +739,7 @@ static int recover_scan(struct recover *rc, const char *sub,
     DIR *d;
 
     rc->changed = false;
+    rc->sub = sub;
     rc->sub_fd = openat(rc->dir_fd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (rc->sub_fd < 0 && errno == ENOENT)
         return 0;
@@ -749,7 +775,8 @@ int spool_recover(const char *dir, char *error, size_t errsize)
         return -1;
     }
     if (recover_scan(&rc, "tmp", recover_tmp_entry, error, errsize) == 0 &&
-        recover_scan(&rc, "queue", recover_queue_entry, error, errsize) == 0)
+        recover_scan(&rc, "queue", recover_queue_entry, error, errsize) == 0 &&
+        recover_scan(&rc, "hold", recover_queue_entry, error, errsize) == 0)
         ret = rc.count;
     if (rc.corrupt_fd >= 0) {
         if (rc.corrupt_changed && fsync(rc.corrupt_fd) < 0)

@@ -4,12 +4,16 @@
  * Directory layout under the configured spool_dir:
  *   tmp/     messages being received (temp names); never acknowledged
  *   queue/   committed messages, one file per queue id, for the queue manager
+ *   hold/    committed messages kept for review (a HOLD verdict, or
+ *            "posternctl queue hold"); the queue manager never looks here,
+ *            "posternctl queue release" moves them to queue/
  *   corrupt/ files moved aside by the recovery scan or the queue manager
  * A message is written to tmp/, its header patched, fsync'd, renamed into
- * queue/, and queue/ fsync'd; only then does the commit callback tell the
- * session to answer 250. Commits run on a dedicated thread that takes every
- * pending commit at once (group commit: fsync each file, rename each, then one
- * fsync of queue/ covers them all), so the event loop never blocks on disk.
+ * queue/ (or hold/), and that directory fsync'd; only then does the commit
+ * callback tell the session to answer 250. Commits run on a dedicated thread
+ * that takes every pending commit at once (group commit: fsync each file,
+ * rename each, then one fsync of queue/ and one of hold/ cover them all), so
+ * the event loop never blocks on disk.
  *
  * Owned by one worker process (one struct spool per event_base). Trusts its
  * caller for queue ids (from spool_new_queue_id) and envelope contents.
@@ -54,8 +58,8 @@ int spool_msg_write_evbuffer(struct spool_msg *msg, struct evbuffer *buf);
 
 uint64_t spool_msg_size(const struct spool_msg *msg);
 
-/* error is 0 when the message is durable in queue/, else an errno value (and
- * no file is left behind). */
+/* error is 0 when the message is durable in queue/ (hold/ for
+ * spool_msg_commit_hold), else an errno value (and no file is left behind). */
 typedef void spool_commit_cb(void *ctx, int error);
 
 /* Writes the envelope and end marker, patches the header, and hands the
@@ -65,6 +69,11 @@ typedef void spool_commit_cb(void *ctx, int error);
  * cb is not called; msg is freed). */
 int spool_msg_commit(struct spool_msg *msg, const struct spool_envelope *env, spool_commit_cb *cb,
                      void *ctx);
+/* The same, but into hold/: as durable, in the same group commits, and
+ * never delivered until released (the caller does not notify the queue
+ * manager). */
+int spool_msg_commit_hold(struct spool_msg *msg, const struct spool_envelope *env,
+                          spool_commit_cb *cb, void *ctx);
 
 /* The caller of a pending commit goes away (client disconnected): the commit
  * still completes (the message is kept: at-least-once), cb is not called. */
@@ -75,9 +84,10 @@ void spool_msg_detach(struct spool_msg *msg);
 void spool_msg_abort(struct spool_msg **msg);
 
 /* Start-up scan, before any worker runs: removes every file in tmp/ and every
- * file in queue/ without its end marker, logging each with its name; moves
- * unreadable or corrupt ones to corrupt/. Returns the number removed or moved,
- * -1 with error when the directories cannot be read. */
+ * file in queue/ or hold/ without its end marker, logging each with its name;
+ * moves unreadable or corrupt ones to corrupt/; keeps every complete file in
+ * queue/ and hold/ where it is. Returns the number removed or moved, -1 with
+ * error when the directories cannot be read. */
 int spool_recover(const char *dir, char *error, size_t errsize);
 
 #endif

@@ -9,8 +9,10 @@
  * remote servers: every value written into a header or report field is cut
  * to printable US-ASCII (controls become spaces, 8-bit octets '?'), bounded
  * and folded, so no line reaches 998 octets and no CR or LF gets in. The
- * original message is copied byte for byte and never parsed; for headers
- * only we merely look for the first empty line within DSN_HEADERS_MAX. The
+ * original message is copied byte for byte and never parsed, after the
+ * header fields Postern added to it (add_headers, as they were delivered);
+ * for headers only we merely look for the first empty line within
+ * DSN_HEADERS_MAX. The
  * parts are built first so that the random MIME boundary can be checked
  * against all of them before it is used.
  *
@@ -548,11 +550,15 @@ static int read_original(const struct dsn_input *in, struct dsn_parts *p, char *
                          size_t errsize)
 {
     bool want_full = in->action == DSN_ACTION_FAILED && in->ret != SMTP_RET_HDRS;
+    size_t added = in->add_headers != NULL ? strlen(in->add_headers) : 0;
     int ret;
 
-    p->full = want_full && in->content_length <= in->return_limit;
+    p->full = want_full && in->content_length <= in->return_limit &&
+              added <= in->return_limit - in->content_length;
     p->too_big = want_full && !p->full;
     p->ends_lf = true;
+    if (add_orig(p, in->add_headers, added, error, errsize) != 0)
+        return -1;
     if (p->full)
         ret = read_full(in, p, error, errsize);
     else

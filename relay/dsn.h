@@ -43,6 +43,8 @@ struct dsn_input {
     size_t rcpt_count;
     int content_fd;              /* original message in its spool file */
     uint64_t content_offset, content_length;
+    const char *add_headers;     /* the envelope's added header fields (written
+                                  * before the content at delivery), or NULL */
     uint64_t return_limit;       /* longest original returned in full; longer: headers only */
 };
 

@@ -576,6 +576,7 @@ static void job_fill_msg(struct qjob *j)
         .fd = -1,
         .offset = qf->content_off,
         .length = qf->content_len,
+        .add_headers = qf->env->add_headers,
     };
 }
 

@@ -105,6 +105,7 @@ static int build_dsn(struct finish *f, enum dsn_action action, const size_t *idx
         .retry_until = env->received + (time_t)(qs->lifetime / 1000), .sender = env->sender,
         .rcpts = r, .rcpt_count = n, .content_fd = fd, .content_offset = m->qf->content_off,
         .content_length = m->qf->content_len, .return_limit = (uint64_t)qs->bounce_return_limit,
+        .add_headers = env->add_headers,
     };
     if (r != NULL && fd >= 0 && (rc = dsn_build(&in, out, error, sizeof(error))) < 0)
         log_error("%s: cannot build a notification: %s", m->id, error);

@@ -1,7 +1,8 @@
 /*
  * smtp-client-data — the message content, and the decisions it takes
- * before anything is sent. On the wire after 354: read from the spool file
- * with pread in CLIENT_CHUNK pieces, every line end written as CR LF (a
+ * before anything is sent. On the wire after 354: the envelope's added
+ * header fields (add_headers) first, then the content read from the spool
+ * file with pread in CLIENT_CHUNK pieces, every line end written as CR LF (a
  * bare LF or a bare CR becomes CR LF), every line that starts with '.'
  * dot-stuffed (RFC 5321 §4.5.2), then the end of data. At most about
  * CLIENT_OUT_HIGH octets wait in the output buffer: the rest is read when
@@ -136,6 +137,25 @@ static int scan_8bit(const struct smtp_client_msg *m)
     return 0;
 }
 
+/* The added header fields, before the content and through the same
+ * writer (they are ours and already CR LF, so it changes nothing; it keeps
+ * its line state right for the content that follows). */
+static void put_add_headers(struct smtp_client *c)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    const char *h = c->txn.msg->add_headers;
+    size_t len = h != NULL ? strlen(h) : 0;
+
+    while (len > 0) {
+        size_t n = len < CLIENT_CHUNK ? len : CLIENT_CHUNK;
+        size_t wire = dot_writer_put(&c->txn.w, (const unsigned char *)h, n, c->wbuf);
+
+        evbuffer_add(out, c->wbuf, wire);
+        h += n;
+        len -= n;
+    }
+}
+
 void smtp_client_content_start(struct smtp_client *c)
 {
     if (c->rbuf == NULL)
@@ -151,6 +171,7 @@ void smtp_client_content_start(struct smtp_client *c)
     }
     c->txn.done = 0;
     memset(&c->txn.w, 0, sizeof(c->txn.w));
+    put_add_headers(c);
     c->state = CLIENT_CONTENT;
     c->phase = "sending the message content";
     smtp_client_arm_timer(c, c->data_ms); /* the whole of DATA, to the last reply */

@@ -182,10 +182,11 @@ static void write_mail(struct smtp_client *c)
     const struct smtp_client_msg *m = t->msg;
     struct evbuffer *out = bufferevent_get_output(c->bev);
     char envid[3 * SMTP_ENVID_MAX + 1];
+    size_t added = m->add_headers != NULL ? strlen(m->add_headers) : 0; /* go first */
 
     evbuffer_add_printf(out, "MAIL FROM:<%s>", m->sender != NULL ? m->sender : "");
     if (c->ext & EXT_SIZE)
-        evbuffer_add_printf(out, " SIZE=%llu", (unsigned long long)m->length);
+        evbuffer_add_printf(out, " SIZE=%llu", (unsigned long long)(m->length + added));
     if (t->body_8bit)
         evbuffer_add_printf(out, " BODY=8BITMIME");
     if (t->smtputf8)

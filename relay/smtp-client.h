@@ -8,7 +8,8 @@
  *
  * Safe output: content is read from the spool file, every line end is
  * written as CR LF and every line starting with "." is dot-stuffed, so
- * nothing a client sent raw reaches the next hop raw. Plaintext the server
+ * nothing a client sent raw reaches the next hop raw. The envelope's added
+ * header fields go first, through the same writer. Plaintext the server
  * sends with its STARTTLS reply is discarded.
  *
  * Called by the queue manager. Trusts nothing the server says: replies are
@@ -61,6 +62,11 @@ struct smtp_client_msg {
     bool smtputf8;
     int fd;                         /* spool file, read with pread */
     uint64_t offset, length;
+    /* Header fields written before the content, through the same CR LF
+     * and dot-stuffing writer (spool_envelope.add_headers: Postern's own,
+     * checked by spool_add_headers_check), counted in SIZE=; NULL or "" =
+     * none. */
+    const char *add_headers;
 };
 
 /* What happened to each recipient. */

@@ -1,5 +1,11 @@
 /*
- * queue-ctl — see queue-ctl.h.
+ * queue-ctl — see queue-ctl.h. A file in hold/ may have been held here
+ * (it then has the queue manager's state records) or committed there
+ * straight by an SMTP worker (a HOLD verdict: no records, no attempt yet);
+ * both are the same spool file format, and release makes either deliverable
+ * by moving it to queue/ and telling the queue manager. Moves and deletions
+ * fsync the directories they change, like the spool's commits, so a held
+ * message stays held across a crash.
  */
 #include "config.h"
 #include "tools/queue-ctl.h"
@@ -7,6 +13,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -115,6 +123,8 @@ static void print_headers(FILE *out, const char *path, const struct queue_file *
 
     if (fd >= 0)
         close(fd);
+    if (qf->env->add_headers != NULL) /* delivered before the content */
+        fputs(qf->env->add_headers, out);
     if (n <= 0)
         return;
     end = memmem(buf, (size_t)n, "\r\n\r\n", 4);
@@ -164,11 +174,45 @@ static int cmd_flush(const char *spool, const char *id, FILE *out, FILE *err)
     return 0;
 }
 
+/* fsyncs spool/sub, so that a rename or unlink in it is durable. */
+static int sync_dir(const char *spool, const char *sub)
+{
+    char path[4200];
+    int fd, rc;
+
+    snprintf(path, sizeof(path), "%s/%s", spool, sub);
+    fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+/* Moves id from dirs[where] to the other directory without replacing a
+ * file of the same name there (link and unlink where the file system has
+ * no RENAME_NOREPLACE). */
+static int move_file(const char *spool, int where, const char *id, const char *path)
+{
+    char to[4200];
+
+    snprintf(to, sizeof(to), "%s/%s/%s", spool, dirs[1 - where], id);
+    if (renameat2(AT_FDCWD, path, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
+        return 0;
+    if (errno != EINVAL && errno != ENOSYS)
+        return -1;
+    if (link(path, to) < 0)
+        return -1;
+    (void)unlink(path);
+    return 0;
+}
+
 /* delete, hold, release: a file operation, then the queue manager is told. */
 static int cmd_move(const char *spool, const char *cmd, const char *id, FILE *out, FILE *err)
 {
-    char path[4200], to[4200], line[64];
+    char path[4200], line[64];
     int where = valid_id(id) ? locate(spool, id, path, sizeof(path)) : -1;
+    bool synced;
     int rc;
 
     if (where < 0 || (strcmp(cmd, "hold") == 0 && where == 1) ||
@@ -177,16 +221,21 @@ static int cmd_move(const char *spool, const char *cmd, const char *id, FILE *ou
                 where < 0 ? "" : where == 1 ? "active " : "held ");
         return 1;
     }
-    if (strcmp(cmd, "delete") == 0) {
+    if (strcmp(cmd, "delete") == 0)
         rc = unlink(path);
-    } else {
-        snprintf(to, sizeof(to), "%s/%s/%s", spool, dirs[1 - where], id);
-        rc = rename(path, to);
-    }
+    else
+        rc = move_file(spool, where, id, path);
     if (rc < 0) {
         fprintf(err, "posternctl: %s: %s\n", id, strerror(errno));
         return 1;
     }
+    /* durable before the answer, destination first; the queue manager is
+     * told either way, since the file did move */
+    synced = (cmd[0] == 'd' || sync_dir(spool, dirs[1 - where]) == 0) &&
+             sync_dir(spool, dirs[where]) == 0;
+    if (!synced)
+        fprintf(err, "posternctl: %s: fsync: %s (the change may not survive a crash)\n", id,
+                strerror(errno));
     snprintf(line, sizeof(line), "C %s\n", id);
     tell_qmgr(spool, line);
     if (strcmp(cmd, "release") == 0) {
@@ -195,7 +244,7 @@ static int cmd_move(const char *spool, const char *cmd, const char *id, FILE *ou
     }
     fprintf(out, "%s: %s\n", id,
             cmd[0] == 'd' ? "deleted" : cmd[0] == 'h' ? "held" : "released");
-    return 0;
+    return synced ? 0 : 1;
 }
 
 int queue_ctl(const char *spool, int argc, char **argv, FILE *out, FILE *err)

@@ -4,12 +4,18 @@
  * so the test can read what arrived): delivery, pipelining or not,
  * connection reuse, dot-stuffing and line ends, per-command 4xx and 5xx,
  * disconnects, a 421 greeting, LMTP, HELO fallback and the 8BITMIME /
- * SMTPUTF8 refusals; and the dot-stuffing writer by itself. What smtp-sink
- * cannot do is in test-smtp-client-script.c.
+ * SMTPUTF8 refusals, the envelope's added header fields (first on the wire,
+ * counted in SIZE= against a minimal SIZE server here, since smtp-sink
+ * offers no SIZE, and returned in a DSN); and the dot-stuffing writer by
+ * itself. What smtp-sink cannot do is in test-smtp-client-script.c.
  *
  * Exits 77 (skipped) when /usr/sbin/smtp-sink is not installed.
  */
 #include "tests/unit/smtp-client-test.h"
+
+#include <event2/buffer.h>
+
+#include "relay/dsn.h"
 
 static void deliver_tricky(struct fixture *f, const char *const *opts)
 {
@@ -375,6 +381,209 @@ static void test_sink_smtputf8(void **state)
     sink_stop(s);
 }
 
+/* ---- header fields added by Postern (spool_envelope.add_headers) ---- */
+
+static const char added[] = "X-Spam-Flag: YES\r\nX-Postern-Score: 7.5 (DNSBL_A=7.5)\r\n"
+                            "\tfolded=yes\r\n";
+static const char added_dump[] = "X-Spam-Flag: YES\nX-Postern-Score: 7.5 (DNSBL_A=7.5)\n"
+                                 "\tfolded=yes\n";
+
+/* They arrive first, before the content (whose own line ends and dots are
+ * handled as always), on SMTP and LMTP, on a reused connection too; an
+ * empty set changes nothing. */
+static void test_sink_add_headers(void **state)
+{
+    static const char small[] = "Message-ID: <small@test>\r\n\r\nsmall\r\n";
+    struct fixture *f = *state;
+    struct smtp_client_config cfg = default_config();
+    struct sink *s = &f->sink;
+    struct smtp_client *c;
+    struct test_msg t, t2;
+    char *want = malloc(sizeof(added_dump) + strlen(tricky_dump));
+
+    for (int lmtp = 0; lmtp < 2; lmtp++) {
+        static const char *const lmtp_opts[] = {"-L", NULL};
+
+        cfg.lmtp = lmtp;
+        sink_start(s, lmtp ? lmtp_opts : NULL);
+        c = open_client(f, s->port, &cfg);
+        assert_non_null(c);
+        msg_init(&t, tricky, strlen(tricky), two_rcpts, 2);
+        t.m.add_headers = added;
+        send_msg(f, c, &t.m);
+        assert_outcome(f, 0, SMTP_RCPT_DELIVERED, 250, NULL);
+        assert_outcome(f, 1, SMTP_RCPT_DELIVERED, 250, NULL);
+        assert_true(f->usable);
+        msg_init(&t2, small, sizeof(small) - 1, two_rcpts, 1);
+        t2.m.add_headers = "";
+        send_msg(f, c, &t2.m);
+        assert_outcome(f, 0, SMTP_RCPT_DELIVERED, 250, NULL);
+        close_client(f, &c);
+        sprintf(want, "%s%s", added_dump, tricky_dump);
+        assert_dump(s, "<tricky@test>", want, NULL);
+        assert_dump(s, "<small@test>", "Message-ID: <small@test>\n\nsmall\n\n", NULL);
+        msg_free(&t);
+        msg_free(&t2);
+        sink_stop(s);
+    }
+    free(want);
+}
+
+/* A one-connection SMTP server that offers SIZE and keeps the MAIL line
+ * and the content (dot-unstuffed, CR LF kept). */
+struct size_server {
+    int lfd, port;
+    pthread_t thread;
+    char mail[1100];
+    char content[4096];
+    size_t content_len;
+};
+
+static bool srv_line(int fd, char *buf, size_t size)
+{
+    size_t n = 0;
+
+    while (n + 1 < size) {
+        if (read(fd, buf + n, 1) != 1)
+            return false;
+        if (buf[n++] == '\n')
+            break;
+    }
+    buf[n] = '\0';
+    return true;
+}
+
+static void srv_say(int fd, const char *text)
+{
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+}
+
+static void *size_server_run(void *arg)
+{
+    struct size_server *ss = arg;
+    int fd = accept(ss->lfd, NULL, NULL);
+    char line[1100];
+
+    if (fd < 0)
+        return NULL;
+    srv_say(fd, "220 size.test ESMTP\r\n");
+    while (srv_line(fd, line, sizeof(line))) {
+        if (strncmp(line, "EHLO", 4) == 0) {
+            srv_say(fd, "250-size.test\r\n250 SIZE 1000000\r\n");
+        } else if (strncmp(line, "MAIL", 4) == 0) {
+            snprintf(ss->mail, sizeof(ss->mail), "%s", line);
+            srv_say(fd, "250 2.1.0 Ok\r\n");
+        } else if (strncmp(line, "RCPT", 4) == 0) {
+            srv_say(fd, "250 2.1.5 Ok\r\n");
+        } else if (strncmp(line, "DATA", 4) == 0) {
+            srv_say(fd, "354 go ahead\r\n");
+            while (srv_line(fd, line, sizeof(line)) && strcmp(line, ".\r\n") != 0) {
+                const char *l = line[0] == '.' ? line + 1 : line;
+                size_t n = strlen(l);
+
+                if (ss->content_len + n < sizeof(ss->content)) {
+                    memcpy(ss->content + ss->content_len, l, n);
+                    ss->content_len += n;
+                }
+            }
+            srv_say(fd, "250 2.0.0 Ok: queued\r\n");
+        } else {
+            srv_say(fd, "221 2.0.0 Bye\r\n");
+            break;
+        }
+    }
+    close(fd);
+    return NULL;
+}
+
+/* SIZE= is the content and the added lines together, which is exactly what
+ * goes on the wire for CR LF content without leading dots. */
+static void test_add_headers_size(void **state)
+{
+    static const char body[] = "Subject: sized\r\n\r\nbody\r\n";
+    struct fixture *f = *state;
+    struct smtp_client_config cfg = default_config();
+    struct sockaddr_in sin = {.sin_family = AF_INET};
+    socklen_t slen = sizeof(sin);
+    struct size_server ss = {.content_len = 0};
+    struct smtp_client *c;
+    struct test_msg t;
+    char want[256];
+
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ss.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(ss.lfd >= 0);
+    assert_int_equal(bind(ss.lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    assert_int_equal(listen(ss.lfd, 1), 0);
+    assert_int_equal(getsockname(ss.lfd, (struct sockaddr *)&sin, &slen), 0);
+    ss.port = ntohs(sin.sin_port);
+    assert_int_equal(pthread_create(&ss.thread, NULL, size_server_run, &ss), 0);
+
+    c = open_client(f, ss.port, &cfg);
+    assert_non_null(c);
+    assert_true(smtp_client_has_ext(c, "SIZE"));
+    msg_init(&t, body, sizeof(body) - 1, two_rcpts, 1);
+    t.m.add_headers = added;
+    send_msg(f, c, &t.m);
+    assert_outcome(f, 0, SMTP_RCPT_DELIVERED, 250, "2.0.0");
+    close_client(f, &c);
+    pthread_join(ss.thread, NULL);
+    close(ss.lfd);
+    snprintf(want, sizeof(want), "MAIL FROM:<s@example.test> SIZE=%zu\r\n",
+             sizeof(body) - 1 + sizeof(added) - 1);
+    assert_string_equal(ss.mail, want);
+    assert_int_equal(ss.content_len, sizeof(body) - 1 + sizeof(added) - 1);
+    assert_memory_equal(ss.content, added, sizeof(added) - 1);
+    assert_memory_equal(ss.content + sizeof(added) - 1, body, sizeof(body) - 1);
+    msg_free(&t);
+}
+
+/* A DSN that returns the content returns it as it was delivered: with the
+ * added fields first (in full, and in the header section only), and the
+ * fields count toward the return limit. (relay/dsn.c; here because it is
+ * the other writer of add_headers.) */
+static void test_dsn_add_headers(void **state)
+{
+    static const char body[] = "Subject: Hello\r\n\r\nbody line\r\n";
+    static const struct smtp_status st = {.code = 550, .enhanced = "5.1.1", .text = "no"};
+    const struct dsn_rcpt r = {.addr = "a@example.test", .status = &st};
+    struct test_msg t;
+    struct dsn_input in = {
+        .action = DSN_ACTION_FAILED, .reporting_mta = "mx.test", .queue_id = "QID",
+        .sender = "s@example.test", .rcpts = &r, .rcpt_count = 1,
+        .return_limit = 1024 * 1024, .add_headers = added,
+    };
+    char error[256], full[512];
+    struct evbuffer *out;
+    char *text;
+
+    (void)state;
+    msg_init(&t, body, sizeof(body) - 1, two_rcpts, 1);
+    in.content_fd = t.m.fd;
+    in.content_offset = t.m.offset;
+    in.content_length = t.m.length;
+    snprintf(full, sizeof(full), "%s%s", added, body);
+    for (int round = 0; round < 3; round++) {
+        /* 0: full; 1: RET=HDRS; 2: over the limit only with the added lines */
+        in.ret = round == 1 ? SMTP_RET_HDRS : SMTP_RET_UNSPEC;
+        in.return_limit = round == 2 ? sizeof(body) - 1 : 1024 * 1024;
+        out = evbuffer_new();
+        assert_int_equal(dsn_build(&in, out, error, sizeof(error)), 0);
+        evbuffer_add(out, "", 1);
+        text = (char *)evbuffer_pullup(out, -1);
+        if (round == 0) {
+            assert_non_null(strstr(text, "Content-Type: message/rfc822"));
+            assert_non_null(strstr(text, full));
+        } else {
+            assert_non_null(strstr(text, "Content-Type: text/rfc822-headers"));
+            snprintf(full, sizeof(full), "\r\n\r\n%sSubject: Hello\r\n\r\n--", added);
+            assert_non_null(strstr(text, full));
+            assert_null(strstr(text, "body line"));
+        }
+        evbuffer_free(out);
+    }
+    msg_free(&t);
+}
 
 static void test_dot_writer(void **state)
 {
@@ -430,6 +639,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sink_8bitmime, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sink_8bitmime_dsn, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sink_smtputf8, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sink_add_headers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_add_headers_size, setup, teardown),
+        cmocka_unit_test(test_dsn_add_headers),
     };
 
     if (access(SINK_PATH, X_OK) != 0) {

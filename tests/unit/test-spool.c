@@ -1,9 +1,11 @@
 /*
  * test-spool — unit tests for lib/workpool, gateway/spool-format and
  * gateway/spool: the header and envelope formats (round trips with hostile
- * values, a table of corrupt envelopes), and the spool against a real
- * event_base in a mkdtemp directory (commit, group commit, detach, abort,
- * recovery, a full disk on a tiny tmpfs, queue id uniqueness).
+ * values, a table of corrupt envelopes, a table of added header lines, and
+ * the gateway's smtp_txn_add_header that fills them), and
+ * the spool against a real event_base in a mkdtemp directory (commit, commit
+ * into hold/, group commit, detach, abort, recovery of queue/ and hold/, a
+ * full disk on a tiny tmpfs, queue id uniqueness).
  *
  * Trusts nothing but cmocka and libevent; needs root only for the tmpfs test,
  * which is skipped when mount(2) is refused.
@@ -33,6 +35,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "gateway/smtp-session-private.h"
 #include "lib/spool-format.h"
 #include "lib/spool.h"
 #include "lib/workpool.h"
@@ -287,6 +290,8 @@ static void fill_envelope(struct spool_envelope *env, struct spool_rcpt *rcpts, 
     env->ret = 1;
     env->envid = "";
     env->size = 12345;
+    env->add_headers = "X-Spam-Flag: YES\r\nX-Postern-Score: 7.5 (100%, a b)\r\n"
+                       "\tfolded%41 line\r\n";
 }
 
 static void assert_envelope_equal(const struct spool_envelope *a, const struct spool_envelope *b)
@@ -311,6 +316,7 @@ static void assert_envelope_equal(const struct spool_envelope *a, const struct s
     assert_int_equal(a->smtputf8, b->smtputf8);
     assert_int_equal(a->ret, b->ret);
     assert_int_equal(a->size, b->size);
+    assert_str_or_null(a->add_headers, b->add_headers);
 }
 
 static void test_envelope_roundtrip(void **state)
@@ -360,6 +366,17 @@ static void test_envelope_sparse(void **state)
     assert_envelope_equal(&env, parsed);
     assert_null(parsed->listener);
     assert_null(parsed->rcpts[0].orcpt);
+    assert_null(parsed->add_headers);
+    spool_envelope_free(&parsed);
+    free(text);
+
+    /* no header lines to add: no record at all */
+    env.add_headers = "";
+    text = spool_envelope_serialize(&env, &len);
+    assert_non_null(text);
+    assert_null(memmem(text, len, "add_headers", 11));
+    assert_int_equal(spool_envelope_parse(text, len, &parsed, NULL, error, sizeof(error)), 0);
+    assert_null(parsed->add_headers);
     spool_envelope_free(&parsed);
     free(text);
 }
@@ -419,6 +436,13 @@ static const struct corrupt_case {
     ROW("rcpt without notify", "bad recipient record", BASE "rcpt a\nEND\n"),
     ROW("rcpt with four fields", "too many fields", BASE "rcpt a 0 b c\nEND\n"),
     ROW("bad orcpt", "bad recipient value", BASE "rcpt a 0 b%\nEND\n"),
+    ROW("add_headers raw CR LF", "bad add_headers value", BASE "add_headers X-A:%20b\r\nEND\n"),
+    ROW("add_headers bare LF", "add_headers: bare LF", BASE "add_headers X-A:%20b%0AEND\n"),
+    ROW("add_headers escaped NUL", "bad add_headers value",
+        BASE "add_headers X-A:%20b%00%0D%0A\nEND\n"),
+    ROW("add_headers without value", "takes one value", BASE "add_headers\nEND\n"),
+    ROW("repeated add_headers", "repeated add_headers",
+        BASE "add_headers X-A:%20b%0D%0A\nadd_headers X-B:%20c%0D%0A\nEND\n"),
 };
 
 static void test_envelope_corrupt(void **state)
@@ -474,6 +498,195 @@ static void test_envelope_limits(void **state)
     free(text);
 }
 
+/* ---- header lines to add ---- */
+
+/* Escapes like the writer does (octets <= 0x20, '%' and 0x7f as %XX). */
+static size_t test_escape(char *out, const char *in, size_t len)
+{
+    size_t o = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)in[i];
+
+        if (c > 0x20 && c != '%' && c != 0x7f)
+            out[o++] = (char)c;
+        else
+            o += (size_t)sprintf(out + o, "%%%02X", c);
+    }
+    return o;
+}
+
+#define HROW(n, e, t) { .name = (n), .error = (e), .text = (t), .len = sizeof(t) - 1 }
+
+/* error NULL: accepted. */
+static const struct header_case {
+    const char *name;
+    const char *text;
+    size_t len;
+    const char *error;
+} header_cases[] = {
+    HROW("none", NULL, ""),
+    HROW("one field", NULL, "X-Spam-Flag: YES\r\n"),
+    HROW("two fields", NULL, "X-Spam-Flag: YES\r\nX-Postern-Score: 7.5\r\n"),
+    HROW("folded", NULL,
+         "Authentication-Results: mx.example;\r\n\tspf=pass smtp.mailfrom=a@example.org\r\n"
+         "  dkim=none\r\n"),
+    HROW("empty value", NULL, "X-Empty:\r\n"),
+    HROW("tab after colon", NULL, "X-Tab:\tvalue\r\n"),
+    HROW("odd but legal name", NULL, "X.!#$%&'*+-/=?^_`{|}~: v\r\n"),
+    HROW("no final CR LF", "do not end with CR LF", "X-A: b"),
+    HROW("no line end at all", "do not end with CR LF", "X-A: b\r\nX-B: c"),
+    HROW("bare LF at the end", "bare LF", "X-A: b\n"),
+    HROW("bare LF inside", "bare LF", "X-A: b\nX-B: c\r\n"),
+    HROW("LF CR", "bare LF", "X-A: b\n\r"),
+    HROW("bare CR inside", "bare CR", "X-A: b\rX-B: c\r\n"),
+    HROW("CR at the end", "bare CR", "X-A: b\r"),
+    HROW("space in the name", "bad header field name", "X A: b\r\n"),
+    HROW("space before the colon", "bad header field name", "X-A : b\r\n"),
+    HROW("no colon", "bad header field name", "X-A b\r\n"),
+    HROW("empty name", "bad header field name", ": b\r\n"),
+    HROW("8-bit name", "bad header field name", "X-\xc3\xa4: b\r\n"),
+    HROW("control in the name", "bad header field name", "X-\x01: b\r\n"),
+    HROW("DEL in the name", "bad header field name", "X-\x7f: b\r\n"),
+    HROW("empty line after", "empty line", "X-A: b\r\n\r\n"),
+    HROW("empty line first", "empty line", "\r\nX-A: b\r\n"),
+    HROW("body after an empty line", "empty line", "X-A: b\r\n\r\nbody\r\n"),
+    HROW("continuation first", "continuation line without a header field", " folded\r\n"),
+    HROW("blank continuation", "blank continuation", "X-A: b\r\n \t\r\n"),
+    HROW("control in the value", "control or 8-bit", "X-A: b\x01c\r\n"),
+    HROW("DEL in the value", "control or 8-bit", "X-A: \x7f\r\n"),
+    HROW("NUL in the value", "control or 8-bit", "X-A: b\0c\r\n"),
+    HROW("8-bit value", "control or 8-bit", "X-A: caf\xc3\xa9\r\n"),
+    HROW("8-bit continuation", "control or 8-bit", "X-A: b\r\n \xff\r\n"),
+};
+
+/* Checks one text both ways: by itself, and as a spool record (a bad one
+ * makes the envelope corrupt, a good one round-trips). */
+static void check_header_text(const char *name, const char *text, size_t len, const char *error)
+{
+    char *record = malloc(strlen(BASE) + 3 * len + 32), *p = record;
+    struct spool_envelope *env = NULL;
+    const char *why = NULL;
+    char perror[256] = "";
+    int ret = spool_add_headers_check(text, len, &why);
+
+    if (error == NULL && ret != 0)
+        fail_msg("header case \"%s\" refused: %s", name, why);
+    if (error != NULL && (ret != -1 || strstr(why, error) == NULL))
+        fail_msg("header case \"%s\": %d \"%s\"", name, ret, why != NULL ? why : "");
+    p += sprintf(p, "%sadd_headers ", BASE);
+    p += test_escape(p, text, len);
+    p += sprintf(p, "\nEND\n");
+    ret = spool_envelope_parse(record, (size_t)(p - record), &env, NULL, perror, sizeof(perror));
+    if (error == NULL) {
+        if (ret != 0)
+            fail_msg("header case \"%s\" as a record: %s", name, perror);
+        assert_non_null(env->add_headers);
+        assert_int_equal(strlen(env->add_headers), len);
+        assert_memory_equal(env->add_headers, text, len);
+    } else if (ret != -1 || strstr(perror, "add_headers") == NULL) {
+        fail_msg("header case \"%s\" as a record: %d \"%s\"", name, ret, perror);
+    }
+    spool_envelope_free(&env);
+    free(record);
+}
+
+static void test_add_headers(void **state)
+{
+    char *text;
+    size_t n;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(header_cases) / sizeof(header_cases[0]); i++)
+        check_header_text(header_cases[i].name, header_cases[i].text, header_cases[i].len,
+                          header_cases[i].error);
+
+    /* a line of 998 octets is fine, 999 is not */
+    text = malloc(SPOOL_ADD_HEADERS_MAX + 1024);
+    memcpy(text, "X-Long: ", 8);
+    memset(text + 8, 'a', SPOOL_HEADER_LINE_MAX - 8);
+    memcpy(text + SPOOL_HEADER_LINE_MAX, "\r\n", 2);
+    check_header_text("998 octets", text, SPOOL_HEADER_LINE_MAX + 2, NULL);
+    memset(text + 8, 'a', SPOOL_HEADER_LINE_MAX - 7);
+    memcpy(text + SPOOL_HEADER_LINE_MAX + 1, "\r\n", 2);
+    check_header_text("999 octets", text, SPOOL_HEADER_LINE_MAX + 3, "longer than 998");
+    memmove(text + 8, text, SPOOL_HEADER_LINE_MAX + 3); /* as a continuation line */
+    memcpy(text, "X-A: b\r\n ", 9);
+    check_header_text("999 octets folded", text, SPOOL_HEADER_LINE_MAX + 11, "longer than 998");
+
+    /* SPOOL_ADD_HEADERS_MAX in all is fine, one more is not */
+    n = 0;
+    while (n < SPOOL_ADD_HEADERS_MAX) {
+        size_t line = SPOOL_ADD_HEADERS_MAX - n < 900 ? SPOOL_ADD_HEADERS_MAX - n : 900;
+
+        assert_true(line >= 8);
+        memcpy(text + n, "X-F: ", 5);
+        memset(text + n + 5, 'v', line - 7);
+        memcpy(text + n + line - 2, "\r\n", 2);
+        n += line;
+    }
+    assert_int_equal(n, SPOOL_ADD_HEADERS_MAX);
+    check_header_text("16 KiB", text, n, NULL);
+    memcpy(text + n - 2, "w\r\n", 3);
+    check_header_text("16 KiB + 1", text, n + 1, "over 16 KiB");
+    free(text);
+
+    /* a record too long to be worth decoding */
+    n = 3 * SPOOL_ADD_HEADERS_MAX + 1;
+    text = malloc(strlen(BASE) + n + 32);
+    sprintf(text, "%sadd_headers ", BASE);
+    memset(text + strlen(text), 'x', n);
+    memcpy(text + strlen(BASE) + 12 + n, "\nEND\n", 5);
+    {
+        struct spool_envelope *env = NULL;
+        char error[256] = "";
+
+        assert_int_equal(spool_envelope_parse(text, strlen(BASE) + 12 + n + 5, &env, NULL, error,
+                                              sizeof(error)),
+                         -1);
+        assert_non_null(strstr(error, "add_headers over"));
+        assert_null(env);
+    }
+    free(text);
+}
+
+/* The gateway's way in for the hooks: fields are appended in order; a bad
+ * one, or one past the bound, is refused and leaves what was there. */
+static void test_txn_add_header(void **state)
+{
+    struct smtp_txn t = { .add_headers = NULL };
+    const char *why = NULL;
+    char *big;
+
+    (void)state;
+    assert_int_equal(smtp_txn_add_header(&t, "X-Spam-Flag", "YES", &why), 0);
+    assert_int_equal(smtp_txn_add_header(&t, "X-Postern-Score", "7.5 (A=5,\r\n\tB=2.5)", &why),
+                     0);
+    assert_string_equal(t.add_headers,
+                        "X-Spam-Flag: YES\r\nX-Postern-Score: 7.5 (A=5,\r\n\tB=2.5)\r\n");
+    assert_int_equal(smtp_txn_add_header(&t, "X Bad", "v", &why), -1);
+    assert_non_null(strstr(why, "field name"));
+    assert_int_equal(smtp_txn_add_header(&t, "X-LF", "a\nb", &why), -1);
+    assert_non_null(strstr(why, "bare LF"));
+    assert_int_equal(smtp_txn_add_header(&t, "X-Blank", "a\r\n\r\nbody", &why), -1);
+    assert_non_null(strstr(why, "empty line"));
+    big = malloc(SPOOL_ADD_HEADERS_MAX + 1);
+    memset(big, 'v', SPOOL_ADD_HEADERS_MAX);
+    big[SPOOL_ADD_HEADERS_MAX] = '\0';
+    assert_int_equal(smtp_txn_add_header(&t, "X-Big", big, &why), -1);
+    assert_non_null(strstr(why, "16 KiB"));
+    /* a folded value that fits by itself, but not after the two fields */
+    big[SPOOL_ADD_HEADERS_MAX - 40] = '\0';
+    for (size_t i = 80; i + 80 < SPOOL_ADD_HEADERS_MAX - 40; i += 80)
+        memcpy(big + i, "\r\n\t", 3);
+    assert_int_equal(smtp_txn_add_header(&t, "X-Big", big, &why), -1);
+    assert_non_null(strstr(why, "16 KiB"));
+    free(big);
+    assert_string_equal(t.add_headers,
+                        "X-Spam-Flag: YES\r\nX-Postern-Score: 7.5 (A=5,\r\n\tB=2.5)\r\n");
+    free(t.add_headers);
+}
+
 /* ---- the spool ---- */
 
 static void sample_envelope(struct spool_envelope *env, struct spool_rcpt *rcpt)
@@ -504,15 +717,16 @@ static char *read_file(const char *path, size_t *len_r)
     return buf;
 }
 
-/* Checks a committed file: header, exact content, envelope. */
-static void check_committed(struct fixture *fx, const char *id, const char *content, size_t clen)
+/* Checks a committed file in sub/: header, exact content, envelope. */
+static void check_committed_in(struct fixture *fx, const char *sub, const char *id,
+                               const char *content, size_t clen)
 {
     struct spool_envelope *env = NULL;
     uint64_t off = 0, len = 0;
     char path[256], error[256], *file;
     size_t flen;
 
-    queue_path(fx, "queue", id, path, sizeof(path));
+    queue_path(fx, sub, id, path, sizeof(path));
     assert_int_equal(spool_read_envelope(path, &env, &off, &len, error, sizeof(error)), 0);
     assert_int_equal(off, SPOOL_HEADER_LEN);
     assert_int_equal(len, clen);
@@ -528,6 +742,13 @@ static void check_committed(struct fixture *fx, const char *id, const char *cont
     free(file);
     queue_path(fx, "tmp", id, path, sizeof(path));
     assert_false(exists(path));
+    queue_path(fx, strcmp(sub, "queue") == 0 ? "hold" : "queue", id, path, sizeof(path));
+    assert_false(exists(path));
+}
+
+static void check_committed(struct fixture *fx, const char *id, const char *content, size_t clen)
+{
+    check_committed_in(fx, "queue", id, content, clen);
 }
 
 static char *make_content(size_t len, unsigned seed)
@@ -575,6 +796,93 @@ static void test_commit(void **state)
     commit_and_check(fx, 200 * 1024, 100000); /* writes bigger than the buffer */
     assert_int_equal(count_files(fx->spool_dir, "queue"), 4);
     assert_int_equal(count_files(fx->spool_dir, "tmp"), 0);
+}
+
+/* A HOLD verdict: the message goes to hold/ with the same durability, its
+ * header lines to add with it; in a batch with queued ones, each lands in
+ * its own directory. */
+static void test_commit_hold(void **state)
+{
+    static const char headers[] = "X-Spam-Flag: YES\r\nX-Postern-Score: 12.5\r\n";
+    struct fixture *fx = *state;
+    struct commit_result res[10];
+    char ids[10][SPOOL_QUEUE_ID_MAX + 1], path[256], error[256];
+    struct spool_envelope env, *parsed = NULL;
+    struct spool_rcpt rcpt;
+    int total = 0;
+
+    assert_int_equal(count_files(fx->spool_dir, "hold"), 0); /* made by spool_open */
+    sample_envelope(&env, &rcpt);
+    env.add_headers = (char *)headers;
+    for (int i = 0; i < 10; i++) {
+        struct spool_msg *msg;
+
+        res[i] = (struct commit_result){ 0, -1, &total };
+        spool_new_queue_id(fx->spool, ids[i], sizeof(ids[i]));
+        msg = spool_msg_begin(fx->spool, ids[i]);
+        assert_non_null(msg);
+        assert_int_equal(spool_msg_write(msg, "held\r\n", 6), 0);
+        if (i % 2 == 0)
+            assert_int_equal(spool_msg_commit_hold(msg, &env, on_commit, &res[i]), 0);
+        else
+            assert_int_equal(spool_msg_commit(msg, &env, on_commit, &res[i]), 0);
+    }
+    run_until(fx->base, &total, 10);
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(res[i].calls, 1);
+        assert_int_equal(res[i].error, 0);
+        check_committed_in(fx, i % 2 == 0 ? "hold" : "queue", ids[i], "held\r\n", 6);
+    }
+    assert_int_equal(count_files(fx->spool_dir, "hold"), 5);
+    assert_int_equal(count_files(fx->spool_dir, "queue"), 5);
+    assert_int_equal(count_files(fx->spool_dir, "tmp"), 0);
+
+    queue_path(fx, "hold", ids[0], path, sizeof(path));
+    assert_int_equal(spool_read_envelope(path, &parsed, NULL, NULL, error, sizeof(error)), 0);
+    assert_string_equal(parsed->add_headers, headers);
+    assert_int_equal(parsed->size, 6); /* the added lines are not content */
+    spool_envelope_free(&parsed);
+
+    /* a held message whose header lines would not parse back: refused at
+     * once, nothing left anywhere */
+    {
+        struct commit_result bad = { 0, -1, NULL };
+        char id[SPOOL_QUEUE_ID_MAX + 1];
+        struct spool_msg *msg;
+
+        env.add_headers = "X-Bad: bare\nLF\r\n";
+        spool_new_queue_id(fx->spool, id, sizeof(id));
+        msg = spool_msg_begin(fx->spool, id);
+        assert_non_null(msg);
+        assert_int_equal(spool_msg_write(msg, "x\r\n", 3), 0);
+        assert_int_equal(spool_msg_commit_hold(msg, &env, on_commit, &bad), -1);
+        assert_int_equal(errno, EINVAL);
+        event_base_loop(fx->base, EVLOOP_NONBLOCK);
+        assert_int_equal(bad.calls, 0);
+        assert_int_equal(count_files(fx->spool_dir, "tmp"), 0);
+        assert_int_equal(count_files(fx->spool_dir, "hold"), 5);
+    }
+}
+
+/* Commits still pending when the spool closes land in hold/ too. */
+static void test_close_drains_hold(void **state)
+{
+    struct fixture *fx = *state;
+    struct commit_result res = { 0, -1, NULL };
+    struct spool_envelope env;
+    struct spool_rcpt rcpt;
+    char id[SPOOL_QUEUE_ID_MAX + 1];
+    struct spool_msg *msg;
+
+    sample_envelope(&env, &rcpt);
+    spool_new_queue_id(fx->spool, id, sizeof(id));
+    msg = spool_msg_begin(fx->spool, id);
+    assert_int_equal(spool_msg_write(msg, "data\r\n", 6), 0);
+    assert_int_equal(spool_msg_commit_hold(msg, &env, on_commit, &res), 0);
+    spool_close(&fx->spool);
+    assert_int_equal(res.calls, 1);
+    assert_int_equal(res.error, 0);
+    check_committed_in(fx, "hold", id, "data\r\n", 6);
 }
 
 static void test_write_evbuffer(void **state)
@@ -818,6 +1126,51 @@ static void test_recover(void **state)
     assert_int_equal(spool_recover(path, error, sizeof(error)), -1);
 }
 
+/* hold/ is scanned like queue/: complete files stay where they are (the
+ * queue manager never sees them), incomplete ones go, corrupt ones are
+ * moved aside. */
+static void test_recover_hold(void **state)
+{
+    struct fixture *fx = *state;
+    const uint64_t eoff = SPOOL_HEADER_LEN + 4;
+    char path[256], error[256];
+    char id[SPOOL_QUEUE_ID_MAX + 1];
+    struct commit_result res = { 0, -1, NULL };
+    struct spool_envelope env;
+    struct spool_rcpt rcpt;
+    struct spool_msg *msg;
+
+    sample_envelope(&env, &rcpt);
+    env.add_headers = "X-Spam-Flag: YES\r\n";
+    spool_new_queue_id(fx->spool, id, sizeof(id));
+    msg = spool_msg_begin(fx->spool, id);
+    assert_int_equal(spool_msg_write(msg, "held\r\n", 6), 0);
+    assert_int_equal(spool_msg_commit_hold(msg, &env, on_commit, &res), 0);
+    run_until(fx->base, &res.calls, 1);
+    assert_int_equal(res.error, 0);
+    spool_close(&fx->spool);
+
+    queue_path(fx, "hold", "GOOD", path, sizeof(path));
+    write_spool_file(path, 4, eoff, "queue_id GOOD\nsender a\nreceived 1\nsize 4\nrcpt b 0\nEND\n"
+                                    "T 1700000000 1\n");
+    queue_path(fx, "hold", "NOEND", path, sizeof(path));
+    write_spool_file(path, 4, eoff, "queue_id NOEND\nsender a\nreceived 1\nsize 4\nrcpt b 0\n");
+    queue_path(fx, "hold", "BADHDRS", path, sizeof(path));
+    write_spool_file(path, 4, eoff,
+                     "queue_id BADHDRS\nsender a\nreceived 1\nsize 4\nrcpt b 0\n"
+                     "add_headers X-A:%20b%0A\nEND\n");
+
+    assert_int_equal(spool_recover(fx->spool_dir, error, sizeof(error)), 2);
+    assert_int_equal(count_files(fx->spool_dir, "hold"), 2);
+    assert_int_equal(count_files(fx->spool_dir, "queue"), 0);
+    check_committed_in(fx, "hold", id, "held\r\n", 6);
+    queue_path(fx, "hold", "GOOD", path, sizeof(path));
+    assert_true(exists(path));
+    queue_path(fx, "corrupt", "BADHDRS", path, sizeof(path));
+    assert_true(exists(path));
+    assert_int_equal(spool_recover(fx->spool_dir, error, sizeof(error)), 0);
+}
+
 static void assert_spool_empty(const struct fixture *fx)
 {
     assert_int_equal(count_files(fx->spool_dir, "tmp"), 0);
@@ -931,13 +1284,18 @@ int main(void)
         cmocka_unit_test(test_envelope_sparse),
         cmocka_unit_test(test_envelope_corrupt),
         cmocka_unit_test(test_envelope_limits),
+        cmocka_unit_test(test_add_headers),
+        cmocka_unit_test(test_txn_add_header),
         cmocka_unit_test_setup_teardown(test_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_hold, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_drains_hold, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_evbuffer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_detach, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_drains, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recover, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recover_hold, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_ids, setup, teardown),
     };
