@@ -1,8 +1,9 @@
 /*
  * smtp-cmd-xclient — XCLIENT (Postfix's extension) for trusted front-ends
  * (smtp.xclient_hosts): they tell the real client's ADDR, PORT, NAME, HELO,
- * PROTO and LOGIN; the session then starts over with a new 220 greeting as
- * that client (its relay rights included).
+ * PROTO and LOGIN; the session then starts over as that client: the filter
+ * chain's connect stage runs again for it (DNSBL and the rest judge the real
+ * client), then a new 220 greeting (its relay rights included).
  *
  * SECURITY: only hosts in xclient_hosts get here; their values are still
  * xtext-decoded, bounded and validated like any client input.
@@ -109,5 +110,5 @@ void smtp_cmd_xclient(struct smtp_session *s, const char *args, size_t len)
         }
     }
     log_info("XCLIENT: client is now %s[%s]:%u", s->client_name, s->client_addr, s->client_port);
-    smtp_reply(s, 220, NULL, "%s %s", s->cfg->server.hostname, s->cfg->smtp.banner);
+    smtp_session_restart(s); /* the new client's connect checks, then its 220 */
 }

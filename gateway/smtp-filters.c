@@ -135,17 +135,36 @@ static int fill_txn(struct filter_sess *fs, enum smtp_stage stage)
     return 0;
 }
 
+static int add_header(void *ctx, const char *name, const char *value)
+{
+    struct smtp_txn *t = ctx;
+    const char *error;
+
+    if (smtp_txn_add_header(t, name, value, &error) == 0)
+        return 0;
+    log_warning("%s: cannot add %s: %s", t->queue_id, name, error);
+    return -1;
+}
+
 static void on_chain_done(void *ctx, const struct chain_result *res)
 {
     struct filter_sess *fs = ctx;
+    const struct postern_config *cfg = fs->f->cfg;
+    bool final = fs->stage == SMTP_STAGE_EOM;
     struct policy_decision d;
     struct smtp_hook_result r;
 
     fs->run = NULL;
-    policy_decide(&fs->f->cfg->filtering.policy, fs->txn.direction,
-                  fs->stage == SMTP_STAGE_EOM, res, &d);
+    policy_decide(&cfg->filtering.policy, fs->txn.direction, final, res, &d);
     r.verdict = smtp_filters_verdict(d.action);
     r.reply = d.reply;
+    /* an accepted message carries the verdict in its headers (a failure to
+     * add them is logged; the message is not refused for it) */
+    if (final && fs->s->txn != NULL &&
+        (r.verdict == SMTP_VERDICT_CONTINUE || r.verdict == SMTP_VERDICT_ACCEPT ||
+         r.verdict == SMTP_VERDICT_HOLD))
+        (void)policy_headers(&cfg->filtering.policy, &d, res, cfg->server.hostname, add_header,
+                             fs->s->txn);
     fs->done(fs->s, &r);
 }
 

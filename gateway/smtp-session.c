@@ -435,6 +435,13 @@ static void connect_stage_done(struct smtp_session *s, const struct smtp_hook_re
     maybe_finish_close(s);
 }
 
+void smtp_session_restart(struct smtp_session *s)
+{
+    if (s->worker->hooks->end != NULL)
+        s->worker->hooks->end(s->worker->hooks->ctx, s); /* forget the old client's findings */
+    smtp_session_run_stage(s, SMTP_STAGE_CONNECT, connect_stage_done);
+}
+
 static void on_greet_pause(evutil_socket_t fd, short what, void *arg)
 {
     struct smtp_session *s = arg;

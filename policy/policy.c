@@ -108,6 +108,8 @@ static size_t append_folded(char *out, size_t size, size_t o, size_t *col, const
 {
     size_t len = strlen(text);
 
+    if (o >= size)
+        return size;
     if (*col + len > 78 && *col > 1) {
         if (o + 3 >= size)
             return size;
@@ -119,41 +121,38 @@ static size_t append_folded(char *out, size_t size, size_t o, size_t *col, const
         return size;
     memcpy(out + o, text, len);
     *col += len;
+    out[o + len] = '\0';
     return o + len;
 }
 
-size_t policy_headers(const struct policy_settings *p, const struct policy_decision *d,
-                      const struct chain_result *res, const char *hostname, char *out,
-                      size_t size)
+int policy_headers(const struct policy_settings *p, const struct policy_decision *d,
+                   const struct chain_result *res, const char *hostname, policy_header_fn *add,
+                   void *ctx)
 {
-    char word[FILTER_SYMBOL_NAME_MAX + 48];
-    size_t o = 0, col = 0;
+    char value[4096], word[FILTER_SYMBOL_NAME_MAX + 48];
+    size_t o = 0, col = sizeof("X-Spam-Status: ") - 1;
+    int n = 0;
 
-    if (size == 0 || (!d->tag && !p->add_score_header))
-        return 0;
     if (d->tag) {
-        int n = snprintf(out, size, "X-Spam-Flag: YES\r\n");
-        if (n < 0 || (size_t)n >= size)
-            return 0;
-        o = (size_t)n;
+        if (add(ctx, "X-Spam-Flag", "YES") < 0)
+            return -1;
+        n++;
     }
-    if (p->add_score_header) {
-        snprintf(word, sizeof(word), "X-Spam-Status: %s, score=%.1f", d->tag ? "Yes" : "No",
-                 res->score);
-        o = append_folded(out, size, o, &col, word);
-        snprintf(word, sizeof(word), " by=%s", hostname);
-        o = o < size ? append_folded(out, size, o, &col, word) : o;
-        for (size_t i = 0; i < res->symbol_count && o < size; i++) {
-            snprintf(word, sizeof(word), "%s%s(%g)%s", i == 0 ? " tests=" : "",
-                     res->symbols[i].name, res->symbols[i].score,
-                     i + 1 < res->symbol_count ? "," : "");
-            o = append_folded(out, size, o, &col, word);
-        }
-        if (o + 2 >= size)
-            return 0;
-        memcpy(out + o, "\r\n", 2);
-        o += 2;
+    if (!p->add_score_header)
+        return n;
+    snprintf(word, sizeof(word), "%s, score=%.1f", d->tag ? "Yes" : "No", res->score);
+    o = append_folded(value, sizeof(value), o, &col, word);
+    snprintf(word, sizeof(word), " by=%s", hostname);
+    o = append_folded(value, sizeof(value), o, &col, word);
+    for (size_t i = 0; i < res->symbol_count && o < sizeof(value); i++) {
+        snprintf(word, sizeof(word), "%s%s(%g)%s", i == 0 ? " tests=" : "", res->symbols[i].name,
+                 res->symbols[i].score, i + 1 < res->symbol_count ? "," : "");
+        o = append_folded(value, sizeof(value), o, &col, word);
     }
-    out[o] = '\0';
-    return o;
+    if (o >= sizeof(value))
+        snprintf(value, sizeof(value), "%s, score=%.1f by=%s", d->tag ? "Yes" : "No",
+                 res->score, hostname); /* too many symbols: the score alone */
+    if (add(ctx, "X-Spam-Status", value) < 0)
+        return -1;
+    return n + 1;
 }

@@ -60,10 +60,14 @@ struct policy_decision {
 void policy_decide(const struct policy_settings *p, enum filter_direction dir, bool final,
                    const struct chain_result *res, struct policy_decision *out);
 
-/* Header lines for an accepted message ("X-Spam-Flag: YES\r\n...");
- * returns the length written (0 when there is nothing to add or no room). */
-size_t policy_headers(const struct policy_settings *p, const struct policy_decision *d,
-                      const struct chain_result *res, const char *hostname, char *out,
-                      size_t size);
+/* Gives the header fields for an accepted message to add(ctx, name,
+ * value): X-Spam-Flag when tagged, X-Spam-Status with the score and the
+ * symbols when score_header is on (its value folded so that no line passes
+ * 78 characters). Returns the number of fields given, or -1 when add
+ * failed (returned -1). */
+typedef int policy_header_fn(void *ctx, const char *name, const char *value);
+int policy_headers(const struct policy_settings *p, const struct policy_decision *d,
+                   const struct chain_result *res, const char *hostname, policy_header_fn *add,
+                   void *ctx);
 
 #endif
