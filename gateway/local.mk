@@ -16,7 +16,8 @@ gateway_libgateway_a_SOURCES = \
 	gateway/smtp-cmd-starttls.c gateway/smtp-cmd-misc.c gateway/smtp-cmd-xclient.c \
 	gateway/smtp-relay.c gateway/smtp-relay.h \
 	gateway/smtp-hooks.c gateway/smtp-hooks.h \
-	gateway/smtp-filters.c gateway/smtp-filters.h
+	gateway/smtp-filters.c gateway/smtp-filters.h \
+	gateway/rcpt-verify.c gateway/rcpt-verify.h
 
 GATEWAY_LIBS = gateway/libgateway.a policy/libpolicy.a filters/libfilters.a relay/librelay.a $(POSTERN_LIBS)
 

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "filters/chain.h"
+#include "gateway/rcpt-verify.h"
 #include "gateway/server-config.h"
 #include "gateway/smtp-session-private.h"
 #include "lib/address.h"
@@ -24,6 +25,7 @@ struct smtp_filters {
     const struct postern_config *cfg;
     struct dns *dns;
     struct kv *kv;
+    struct rcpt_verifier *verifier;
     struct filter_env env;
     void **instances;       /* one per cfg->filtering.filters */
     size_t instance_count;
@@ -302,8 +304,15 @@ static int make_env(struct smtp_filters *f, struct event_base *base, char *error
     };
     if (cfg->filtering.uses_kv && kv_new(base, &kc, &f->kv, error, errsize) < 0)
         return -1;
-    f->env = (struct filter_env){
-        .base = base, .dns = f->dns, .kv = f->kv, .hostname = cfg->server.hostname};
+    if ((f->verifier = rcpt_verifier_new(base, f->dns, cfg)) == NULL) {
+        snprintf(error, errsize, "filters: out of memory");
+        return -1;
+    }
+    f->env = (struct filter_env){.base = base,
+                                 .dns = f->dns,
+                                 .kv = f->kv,
+                                 .hostname = cfg->server.hostname,
+                                 .verifier = rcpt_verifier_iface(f->verifier)};
     return 0;
 }
 
@@ -391,6 +400,7 @@ void smtp_filters_free(struct smtp_filters **fp)
     for (size_t i = 0; i < f->instance_count; i++)
         f->cfg->filtering.filters[i].module->destroy(f->instances[i]);
     free(f->instances);
+    rcpt_verifier_free(&f->verifier);
     kv_free(&f->kv);
     dns_free(&f->dns);
     free(f);

@@ -223,12 +223,15 @@ static void write_command(struct smtp_client *c)
     else if (k <= t->nsend)
         write_rcpt(c, t->order[k - 1]);
     else
-        smtp_client_printf(c, "DATA\r\n");
+        smtp_client_printf(c, t->msg->probe ? "RSET\r\n" : "DATA\r\n");
 }
 
 static const char *phase_of(const struct client_txn *t, size_t k)
 {
-    return k == 0 ? "sending MAIL FROM" : k <= t->nsend ? "sending RCPT TO" : "sending DATA";
+    return k == 0              ? "sending MAIL FROM"
+           : k <= t->nsend     ? "sending RCPT TO"
+           : t->msg->probe     ? "sending RSET"
+                               : "sending DATA";
 }
 
 static void mail_reply(struct client_txn *t, const struct smtp_status *r)
@@ -243,7 +246,10 @@ static void rcpt_reply(struct client_txn *t, size_t i, const struct smtp_status 
 {
     if (!t->mail_ok || t->rstate[i] != RCPT_WAIT)
         return; /* decided by the MAIL reply */
-    if (r->code / 100 == 2) {
+    if (r->code / 100 == 2 && t->msg->probe) {
+        smtp_client_decide(t, i, r); /* verified: its RCPT reply is the answer */
+        t->accepted++;
+    } else if (r->code / 100 == 2) {
         t->rstate[i] = RCPT_ACCEPTED;
         t->accepted++;
     } else {
@@ -256,6 +262,10 @@ static void data_reply(struct smtp_client *c, const struct smtp_status *r)
     struct client_txn *t = &c->txn;
     struct smtp_status st;
 
+    if (t->msg->probe) { /* the reply to RSET: the recipients are decided */
+        smtp_client_txn_finish(c, r->code / 100 == 2);
+        return;
+    }
     if (r->code == 354 && t->accepted > 0) {
         smtp_client_content_start(c);
     } else if (r->code == 354) {

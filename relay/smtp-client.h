@@ -67,6 +67,10 @@ struct smtp_client_msg {
      * checked by spool_add_headers_check), counted in SIZE=; NULL or "" =
      * none. */
     const char *add_headers;
+    /* Recipient verification (call-ahead): MAIL, RCPT, then RSET instead
+     * of DATA; a recipient the server accepted ends DELIVERED with its RCPT
+     * reply. No content is read. */
+    bool probe;
 };
 
 /* What happened to each recipient. */
