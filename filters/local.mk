@@ -10,3 +10,4 @@ filters_libfilters_a_SOURCES += filters/dnsbl.c filters/dnsbl.h
 filters_libfilters_a_SOURCES += filters/greylist.c filters/greylist.h
 filters_libfilters_a_SOURCES += filters/ratelimit.c filters/ratelimit.h
 filters_libfilters_a_SOURCES += filters/dha.c filters/dha.h
+filters_libfilters_a_SOURCES += filters/dha-directory.c filters/dha-directory.h

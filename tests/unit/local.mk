@@ -51,3 +51,6 @@ tests_unit_test_policy_LDADD = $(UNIT_LIBS)
 UNIT_TESTS += tests/unit/test-dnsbl
 tests_unit_test_dnsbl_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_dnsbl_LDADD = $(UNIT_LIBS)
+UNIT_TESTS += tests/unit/test-dha
+tests_unit_test_dha_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_dha_LDADD = $(UNIT_LIBS)

@@ -1,0 +1,951 @@
+/*
+ * test-dha — the dha filter (filters/dha.c, filters/dha-directory.c).
+ *
+ * The directory through a table (known, unknown, catch-all, case, postmaster,
+ * judged domains, verify domains) and its config: entries from the config
+ * and from a file, errors naming the config line or the file's line, checks
+ * across keys. Then the filter itself, made by its module from a real
+ * config file and driven through the chain on an event loop, once with LMDB
+ * in a temp dir and once with a real redis-server on a free 127.0.0.1 port:
+ * unknown recipients rejected, counting per address and per network, the
+ * delay (timed, with bounds), indistinguishable answers once throttled,
+ * disconnect, a block at CONNECT for block_time and then not, outbound
+ * skipped, and call-ahead through a stub verifier (cached answers, -1 not
+ * cached). With Redis also: a server that is down or hung costs at most the
+ * store's timeout and the filter is skipped (DHA_ERROR).
+ *
+ * Without redis-server the Redis half is skipped (exit 77 if the rest
+ * passed). Nothing leaves 127.0.0.1.
+ */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <event2/event.h>
+
+#include "filters/chain.h"
+#include "filters/dha-directory.h"
+#include "filters/dha.h"
+#include "gateway/server-config.h"
+#include "lib/kv.h"
+
+#define REDIS_PATH "/usr/bin/redis-server"
+#define KV_TIMEOUT_MS 500
+#define DELAY_MS 300
+#define SLACK_MS 250 /* what a loaded machine may add to a timed reply */
+
+static long now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+/* ---- the directory ---- */
+
+static const char *const dir_entries[] = {
+    "alice@example.test", "Bob@Example.Test", "\"odd user\"@example.test",
+    "@catchall.test",     "carol@other.test", NULL,
+};
+
+static const struct {
+    bool ignore_case;
+    bool explicit_domains; /* domains = example.test, extra.test */
+    const char *rcpt;
+    enum dha_lookup want;
+} dir_rows[] = {
+    {.ignore_case = true, .rcpt = "alice@example.test", .want = DHA_KNOWN},
+    {.ignore_case = true, .rcpt = "ALICE@EXAMPLE.TEST", .want = DHA_KNOWN},
+    {.ignore_case = true, .rcpt = "bob@example.test", .want = DHA_KNOWN},
+    {.ignore_case = true, .rcpt = "\"odd user\"@example.test", .want = DHA_KNOWN},
+    {.ignore_case = true, .rcpt = "mallory@example.test", .want = DHA_UNKNOWN},
+    {.ignore_case = true, .rcpt = "anyone@catchall.test", .want = DHA_KNOWN},
+    {.ignore_case = true, .rcpt = "anyone@CatchAll.Test", .want = DHA_KNOWN},
+    {.ignore_case = true, .rcpt = "carol@other.test", .want = DHA_KNOWN},
+    {.ignore_case = true, .rcpt = "alice@other.test", .want = DHA_UNKNOWN},
+    {.ignore_case = true, .rcpt = "someone@elsewhere.test", .want = DHA_NOT_JUDGED},
+    {.ignore_case = true, .rcpt = "PostMaster@example.test", .want = DHA_KNOWN},
+    {.ignore_case = true, .rcpt = "Postmaster", .want = DHA_NOT_JUDGED},
+    {.ignore_case = true, .rcpt = "x@verify.test", .want = DHA_VERIFY},
+    {.ignore_case = true, .rcpt = "not an address", .want = DHA_NOT_JUDGED},
+    {.ignore_case = false, .rcpt = "alice@EXAMPLE.test", .want = DHA_KNOWN},
+    {.ignore_case = false, .rcpt = "Alice@example.test", .want = DHA_UNKNOWN},
+    {.ignore_case = false, .rcpt = "Bob@example.test", .want = DHA_KNOWN},
+    {.ignore_case = false, .rcpt = "bob@example.test", .want = DHA_UNKNOWN},
+    {.explicit_domains = true, .rcpt = "carol@other.test", .want = DHA_NOT_JUDGED},
+    {.explicit_domains = true, .rcpt = "mallory@example.test", .want = DHA_UNKNOWN},
+    {.explicit_domains = true, .rcpt = "anyone@extra.test", .want = DHA_UNKNOWN},
+    {.explicit_domains = true, .rcpt = "x@verify.test", .want = DHA_VERIFY},
+};
+
+static struct dha_dir *dir_build(bool ignore_case, bool explicit_domains)
+{
+    struct dha_dir *d = dha_dir_new(ignore_case);
+    const char *why;
+
+    assert_non_null(d);
+    for (size_t i = 0; dir_entries[i] != NULL; i++)
+        assert_int_equal(dha_dir_add(d, dir_entries[i], &why), 0);
+    if (explicit_domains) {
+        assert_int_equal(dha_dir_add_domain(d, "Example.Test", &why), 0);
+        assert_int_equal(dha_dir_add_domain(d, "extra.test", &why), 0);
+    }
+    assert_int_equal(dha_dir_add_verify_domain(d, "verify.test", &why), 0);
+    assert_int_equal(dha_dir_seal(d), 0);
+    return d;
+}
+
+static void test_directory(void **state)
+{
+    char key[DHA_DIR_KEY_MAX];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(dir_rows) / sizeof(dir_rows[0]); i++) {
+        struct dha_dir *d = dir_build(dir_rows[i].ignore_case, dir_rows[i].explicit_domains);
+        enum dha_lookup got = dha_dir_lookup(d, dir_rows[i].rcpt, key, sizeof(key));
+        if (got != dir_rows[i].want)
+            fail_msg("row %zu (%s): got %d, want %d", i, dir_rows[i].rcpt, got, dir_rows[i].want);
+        dha_dir_unref(&d);
+        assert_null(d);
+    }
+    /* the normalised key of a verified recipient (the cache key) */
+    struct dha_dir *d = dir_build(true, false);
+    assert_int_equal(dha_dir_lookup(d, "Some.One@Verify.TEST", key, sizeof(key)), DHA_VERIFY);
+    assert_string_equal(key, "some.one@verify.test");
+    assert_int_equal(dha_dir_entries(d), 5);
+    /* references: the last unref frees */
+    struct dha_dir *r = dha_dir_ref(d);
+    dha_dir_unref(&d);
+    assert_int_equal(dha_dir_lookup(r, "alice@example.test", key, sizeof(key)), DHA_KNOWN);
+    dha_dir_unref(&r);
+    dha_dir_unref(&r); /* NULL-safe */
+}
+
+static void test_directory_bad_entries(void **state)
+{
+    static const char *const bad[] = {
+        "no-domain",         "@",
+        "@bad..domain",      "user@",
+        "a b@example.test",  "user@example.test junk",
+        "\"\"@example.test", "<>",
+    };
+    struct dha_dir *d = dha_dir_new(true);
+    const char *why;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        why = NULL;
+        if (dha_dir_add(d, bad[i], &why) == 0)
+            fail_msg("\"%s\" was accepted", bad[i]);
+        assert_non_null(why);
+    }
+    assert_int_equal(dha_dir_add_domain(d, "bad domain", &why), -1);
+    assert_int_equal(dha_dir_add_verify_domain(d, "", &why), -1);
+    dha_dir_unref(&d);
+}
+
+/* ---- config ---- */
+
+#define LISTENER "listeners = ( { name = \"mx\"; address = [\"127.0.0.1:2525\"]; } );\n"
+
+static char *write_temp(const char *prefix, const char *text)
+{
+    char *path = malloc(64);
+    int fd;
+    FILE *f;
+
+    assert_non_null(path);
+    snprintf(path, 64, "/tmp/%s-XXXXXX", prefix);
+    fd = mkstemp(path);
+    assert_true(fd >= 0);
+    f = fdopen(fd, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+/* Loads "filters = ( { name = "dha"; <keys> } );" */
+static struct postern_config *load_filter(const char *keys, struct cfg_errors *errs)
+{
+    char text[4096];
+    char *path;
+    struct postern_config *cfg;
+
+    snprintf(text, sizeof(text), LISTENER "filters = ( { name = \"dha\";\n%s\n} );\n", keys);
+    path = write_temp("test-dha-conf", text);
+    cfg = postern_config_load(path, errs);
+    unlink(path);
+    free(path);
+    return cfg;
+}
+
+static const struct {
+    const char *keys;
+    const char *error; /* substring of the first error; NULL = loads */
+} config_rows[] = {
+    {.keys = "recipients = [ \"a@example.test\", \"@catchall.test\" ];"},
+    {.keys = "recipients = [ \"a@example.test\",\n \"not an address\" ];",
+     .error = ":4: dha: recipients: \"not an address\""},
+    {.keys = "timeout = \"2s\";", .error = "needs recipients, recipients_file or verify_domains"},
+    {.keys = "recipients = \"a@example.test\";\ntimeout = \"2s\";\ndelay = \"2s\";",
+     .error = ":5: dha: delay (2000ms) must be less than timeout (2000ms)"},
+    {.keys = "recipients = \"a@example.test\";\nrecipients_file = \"/nonexistent/rcpts\";",
+     .error = ":4: dha: /nonexistent/rcpts: No such file or directory"},
+    {.keys = "recipients = \"a@example.test\"; ipv4_prefix = 33;", .error = "ipv4_prefix"},
+    {.keys = "recipients = \"a@example.test\"; bogus = 1;", .error = "unknown key \"bogus\""},
+    {.keys = "verify_domains = [ \"verify.test\" ];\ndomains = [ \"a..b\" ];",
+     .error = ":4: dha: domains: \"a..b\""},
+};
+
+static void test_config(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(config_rows) / sizeof(config_rows[0]); i++) {
+        struct cfg_errors errs = {0};
+        struct postern_config *cfg = load_filter(config_rows[i].keys, &errs);
+        if (config_rows[i].error == NULL && cfg == NULL)
+            fail_msg("row %zu: %s", i, errs.count ? errs.msgs[0] : "?");
+        if (config_rows[i].error != NULL &&
+            (cfg != NULL || errs.count == 0 || strstr(errs.msgs[0], config_rows[i].error) == NULL))
+            fail_msg("row %zu: error \"%s\" lacks \"%s\"", i, errs.count ? errs.msgs[0] : "",
+                     config_rows[i].error);
+        if (i == 0) {
+            const struct dha_settings *s = cfg->filtering.filters[0].settings;
+            assert_true(cfg->filtering.uses_kv);
+            assert_int_equal(s->common.on_error, FILTER_ON_ERROR_SKIP);
+            assert_int_equal(s->p.delay, 5000);
+            assert_int_equal(s->p.window, 600000);
+            assert_int_equal(s->p.block_time, 3600000);
+            assert_int_equal(s->p.verify_cache_ttl, 3600000);
+            assert_int_equal(s->p.verify_negative_ttl, 600000);
+            assert_int_equal(s->p.delay_after, 5);
+            assert_int_equal(s->p.disconnect_after, 10);
+            assert_int_equal(s->p.block_after, 20);
+            assert_int_equal(s->p.net_delay_after, 20); /* 4 x */
+            assert_int_equal(s->p.net_disconnect_after, 40);
+            assert_int_equal(s->p.net_block_after, 80);
+            assert_true(s->ignore_case && s->p.reject_unknown && s->p.skip_outbound);
+            assert_int_equal(dha_dir_entries(s->dir), 2);
+        }
+        postern_config_free(&cfg);
+        cfg_errors_clear(&errs);
+    }
+}
+
+static void test_config_file(void **state)
+{
+    char *good = write_temp("test-dha-rcpts", "# known recipients\n"
+                                              "\n"
+                                              "  alice@example.test   # a comment\n"
+                                              "@catchall.test\n"
+                                              "bob@example.test\r\n");
+    char *bad = write_temp("test-dha-rcpts", "alice@example.test\n"
+                                             "# fine so far\n"
+                                             "bob@@example.test\n");
+    char keys[256], want[128];
+    struct cfg_errors errs = {0};
+    struct postern_config *cfg;
+    char key[DHA_DIR_KEY_MAX];
+
+    (void)state;
+    snprintf(keys, sizeof(keys), "recipients_file = \"%s\";", good);
+    cfg = load_filter(keys, &errs);
+    if (cfg == NULL)
+        fail_msg("%s", errs.count ? errs.msgs[0] : "?");
+    const struct dha_settings *s = cfg->filtering.filters[0].settings;
+    assert_int_equal(dha_dir_entries(s->dir), 3);
+    assert_int_equal(dha_dir_lookup(s->dir, "bob@example.test", key, sizeof(key)), DHA_KNOWN);
+    assert_int_equal(dha_dir_lookup(s->dir, "x@catchall.test", key, sizeof(key)), DHA_KNOWN);
+    assert_int_equal(dha_dir_lookup(s->dir, "x@example.test", key, sizeof(key)), DHA_UNKNOWN);
+    postern_config_free(&cfg);
+
+    snprintf(keys, sizeof(keys), "recipients_file = \"%s\";", bad);
+    cfg = load_filter(keys, &errs);
+    assert_null(cfg);
+    assert_true(errs.count > 0);
+    snprintf(want, sizeof(want), "%s:3: ", bad);
+    if (strstr(errs.msgs[0], want) == NULL || strstr(errs.msgs[0], "bob@@example.test") == NULL)
+        fail_msg("error \"%s\" lacks \"%s\"", errs.msgs[0], want);
+    cfg_errors_clear(&errs);
+    unlink(good);
+    unlink(bad);
+    free(good);
+    free(bad);
+}
+
+/* ---- the filter on a loop ---- */
+
+struct stub_call {
+    struct stub *stub;
+    struct event *ev;
+    filter_verify_cb *cb;
+    void *ctx;
+    int status;
+};
+
+/* The call-ahead stub: "good*" 1, "bad*" 0, anything else -1, after delay_ms. */
+struct stub {
+    struct event_base *base;
+    int calls, pending;
+    long delay_ms;
+};
+
+struct env {
+    enum kv_backend backend;
+    char dir[64];
+    char prefix[32];
+    pid_t redis_pid;
+    int redis_port;
+    unsigned serial;
+    struct event_base *base;
+    struct kv *kv;
+    struct stub stub;
+    struct filter_verifier verifier;
+    struct filter_env fenv;
+    struct postern_config *cfg;
+    void *instance;
+    struct chain *chain;
+};
+
+static void stub_fire(evutil_socket_t fd, short what, void *arg)
+{
+    struct stub_call *sc = arg;
+
+    (void)fd;
+    (void)what;
+    sc->stub->pending--;
+    event_free(sc->ev);
+    sc->cb(sc->ctx, sc->status, sc->status < 0 ? "451 4.4.1 no answer" : "250 ok");
+    free(sc);
+}
+
+static void *stub_verify(void *vctx, const char *rcpt, filter_verify_cb *cb, void *ctx)
+{
+    struct stub *stub = vctx;
+    struct stub_call *sc = calloc(1, sizeof(*sc));
+    struct timeval tv = {.tv_sec = 0, .tv_usec = stub->delay_ms * 1000};
+
+    assert_non_null(sc);
+    stub->calls++;
+    stub->pending++;
+    *sc = (struct stub_call){.stub = stub,
+                             .cb = cb,
+                             .ctx = ctx,
+                             .status = strncmp(rcpt, "good", 4) == 0  ? 1
+                                       : strncmp(rcpt, "bad", 3) == 0 ? 0
+                                                                      : -1};
+    sc->ev = evtimer_new(stub->base, stub_fire, sc);
+    evtimer_add(sc->ev, &tv);
+    return sc;
+}
+
+static void stub_cancel(void *vctx, void *handle)
+{
+    struct stub_call *sc = handle;
+
+    ((struct stub *)vctx)->pending--;
+    event_free(sc->ev);
+    free(sc);
+}
+
+/* -- Redis, LMDB -- */
+
+static int free_tcp_port(void)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sin);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int port = -1;
+
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&sin, &len) == 0)
+        port = ntohs(sin.sin_port);
+    if (fd >= 0)
+        close(fd);
+    return port;
+}
+
+static bool redis_ping(int port)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET,
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                              .sin_port = htons((uint16_t)port)};
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    char buf[16] = "";
+    bool ok = false;
+
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
+        write(fd, "PING\r\n", 6) == 6 && read(fd, buf, sizeof(buf) - 1) > 0)
+        ok = strncmp(buf, "+PONG", 5) == 0;
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+static int redis_start(struct env *e)
+{
+    char port[16], log[128];
+
+    snprintf(port, sizeof(port), "%d", e->redis_port);
+    snprintf(log, sizeof(log), "%s/redis.log", e->dir);
+    e->redis_pid = fork();
+    if (e->redis_pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        execl(REDIS_PATH, REDIS_PATH, "--port", port, "--bind", "127.0.0.1", "--dir", e->dir,
+              "--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", log,
+              (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 300 && e->redis_pid > 0; i++) {
+        if (redis_ping(e->redis_port))
+            return 0;
+        usleep(10000);
+    }
+    return -1;
+}
+
+static void redis_stop(struct env *e)
+{
+    if (e->redis_pid <= 0)
+        return;
+    kill(e->redis_pid, SIGCONT);
+    kill(e->redis_pid, SIGKILL);
+    waitpid(e->redis_pid, NULL, 0);
+    e->redis_pid = 0;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int group_setup(void **state, enum kv_backend backend)
+{
+    struct env *e = calloc(1, sizeof(*e));
+
+    if (e == NULL)
+        return -1;
+    e->backend = backend;
+    snprintf(e->dir, sizeof(e->dir), "/tmp/test-dha.XXXXXX");
+    if (mkdtemp(e->dir) == NULL)
+        return -1;
+    *state = e;
+    if (backend == KV_BACKEND_REDIS) {
+        e->redis_port = free_tcp_port();
+        if (e->redis_port < 0 || redis_start(e) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int group_setup_lmdb(void **state)
+{
+    return group_setup(state, KV_BACKEND_LMDB);
+}
+
+static int group_setup_redis(void **state)
+{
+    return group_setup(state, KV_BACKEND_REDIS);
+}
+
+static int group_teardown(void **state)
+{
+    struct env *e = *state;
+
+    redis_stop(e);
+    nftw(e->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(e);
+    return 0;
+}
+
+/* Each test: a fresh loop and store (its own LMDB dir, its own Redis prefix). */
+static int test_setup(void **state)
+{
+    struct env *e = *state;
+    char lmdb[96], addr[64], err[256];
+    struct kv_config kc = {.backend = e->backend, .timeout_ms = KV_TIMEOUT_MS};
+
+    e->serial++;
+    snprintf(e->prefix, sizeof(e->prefix), "t%u:%ld:", e->serial, (long)getpid());
+    snprintf(lmdb, sizeof(lmdb), "%s/state%u", e->dir, e->serial);
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", e->redis_port);
+    kc.lmdb_dir = lmdb;
+    kc.redis_address = addr;
+    kc.redis_prefix = e->prefix;
+    e->base = event_base_new();
+    if (e->base == NULL || kv_new(e->base, &kc, &e->kv, err, sizeof(err)) < 0) {
+        fprintf(stderr, "kv_new: %s\n", err);
+        return -1;
+    }
+    e->stub = (struct stub){.base = e->base, .delay_ms = 10};
+    e->verifier =
+        (struct filter_verifier){.verify = stub_verify, .cancel = stub_cancel, .vctx = &e->stub};
+    e->fenv = (struct filter_env){
+        .base = e->base, .kv = e->kv, .hostname = "mx.test", .verifier = &e->verifier};
+    return 0;
+}
+
+static int test_teardown(void **state)
+{
+    struct env *e = *state;
+
+    chain_free(&e->chain);
+    if (e->instance != NULL)
+        dha_module.destroy(e->instance);
+    e->instance = NULL;
+    postern_config_free(&e->cfg);
+    kv_free(&e->kv);
+    event_base_free(e->base);
+    e->base = NULL;
+    return 0;
+}
+
+#define DIRECTORY                                                                                  \
+    "recipients = [ \"alice@example.test\", \"bob@example.test\", \"@catchall.test\" ];\n"         \
+    "verify_domains = [ \"verify.test\" ];\n"
+
+/* Makes the filter from keys (after the directory) and a chain with it. */
+static void filter_open(struct env *e, const char *keys)
+{
+    char text[2048], err[256];
+    struct cfg_errors errs = {0};
+    const struct filter_instance_settings *fi;
+
+    snprintf(text, sizeof(text), DIRECTORY "timeout = \"3s\";\n%s", keys);
+    e->cfg = load_filter(text, &errs);
+    if (e->cfg == NULL)
+        fail_msg("config: %s", errs.count ? errs.msgs[0] : "?");
+    fi = &e->cfg->filtering.filters[0];
+    if (dha_module.create(&e->fenv, fi->settings, &e->instance, err, sizeof(err)) < 0)
+        fail_msg("create: %s", err);
+    const struct dha_settings *s = fi->settings;
+    struct chain_link link = {.ops = dha_module.ops,
+                              .instance = e->instance,
+                              .on_error = (enum filter_on_error)s->common.on_error,
+                              .timeout_ms = (unsigned)s->common.timeout};
+    e->chain = chain_new(e->base, &link, 1);
+    assert_non_null(e->chain);
+}
+
+struct outcome {
+    bool done;
+    enum filter_action action;
+    struct smtp_status reply;
+    char symbols[256]; /* "NAME(text) NAME(text)" */
+    long ms;
+};
+
+static void on_done(void *ctx, const struct chain_result *res)
+{
+    struct outcome *o = ctx;
+    size_t n = 0;
+
+    o->done = true;
+    o->action = res->action;
+    o->reply = res->reply;
+    for (size_t i = 0; i < res->symbol_count && n < sizeof(o->symbols); i++)
+        n += (size_t)snprintf(o->symbols + n, sizeof(o->symbols) - n, "%s%s(%s)", i ? " " : "",
+                              res->symbols[i].name, res->symbols[i].text);
+}
+
+/* Runs one stage for client and rcpt (NULL at CONNECT) on a new session. */
+static struct outcome run(struct env *e, enum filter_stage stage, const char *client,
+                          const char *rcpt, enum filter_direction dir)
+{
+    struct outcome o = {.done = false};
+    struct filter_txn txn = {.listener = "mx",
+                             .direction = dir,
+                             .client_addr = client,
+                             .client_name = "unknown",
+                             .sender = "s@sender.test",
+                             .rcpt = rcpt,
+                             .content_fd = -1};
+    struct chain_session *s = chain_session_new(e->chain);
+    long start = now_ms();
+
+    assert_int_equal(netaddr_parse(client, &txn.client), 0);
+    assert_non_null(s);
+    assert_non_null(chain_run(s, stage, &txn, on_done, &o));
+    for (int i = 0; i < 10000 && !o.done; i++)
+        assert_int_equal(event_base_loop(e->base, EVLOOP_ONCE), 0);
+    assert_true(o.done);
+    o.ms = now_ms() - start;
+    chain_session_free(&s);
+    return o;
+}
+
+static struct outcome rcpt(struct env *e, const char *client, const char *to)
+{
+    return run(e, FILTER_RCPT, client, to, FILTER_INBOUND);
+}
+
+static struct outcome connect_(struct env *e, const char *client)
+{
+    return run(e, FILTER_CONNECT, client, NULL, FILTER_INBOUND);
+}
+
+static void expect(const struct outcome *o, enum filter_action action, unsigned code,
+                   const char *enhanced)
+{
+    if (o->action != action || o->reply.code != code ||
+        (enhanced != NULL && strcmp(o->reply.enhanced, enhanced) != 0))
+        fail_msg("got %s %u %s %s [%s], want %s %u %s", filter_action_name(o->action),
+                 o->reply.code, o->reply.enhanced, o->reply.text, o->symbols,
+                 filter_action_name(action), code, enhanced != NULL ? enhanced : "");
+}
+
+static bool has_symbol(const struct outcome *o, const char *name)
+{
+    return strstr(o->symbols, name) != NULL;
+}
+
+/* Lets the loop run for ms (timers, late answers). */
+static void idle(struct env *e, long ms)
+{
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+
+    event_base_loopexit(e->base, &tv);
+    event_base_dispatch(e->base);
+}
+
+static void test_known_unknown(void **state)
+{
+    struct env *e = *state;
+    struct outcome o;
+
+    filter_open(e, "delay = \"0\";");
+    o = rcpt(e, "192.0.2.1", "alice@example.test");
+    expect(&o, FILTER_ACTION_NONE, 0, NULL);
+    assert_string_equal(o.symbols, "");
+    o = rcpt(e, "192.0.2.1", "Alice@Example.TEST");
+    expect(&o, FILTER_ACTION_NONE, 0, NULL);
+    o = rcpt(e, "192.0.2.1", "whoever@catchall.test");
+    expect(&o, FILTER_ACTION_NONE, 0, NULL);
+    o = rcpt(e, "192.0.2.1", "someone@not-judged.test");
+    expect(&o, FILTER_ACTION_NONE, 0, NULL);
+    o = rcpt(e, "192.0.2.1", "postmaster@example.test");
+    expect(&o, FILTER_ACTION_NONE, 0, NULL);
+    o = rcpt(e, "192.0.2.1", "mallory@example.test");
+    expect(&o, FILTER_ACTION_REJECT, 550, "5.1.1");
+    assert_string_equal(o.reply.text, "User unknown");
+    assert_string_equal(o.symbols, "DHA_UNKNOWN_RCPT(1)");
+    o = rcpt(e, "192.0.2.1", "trudy@example.test");
+    assert_string_equal(o.symbols, "DHA_UNKNOWN_RCPT(2)");
+    /* CONNECT of a client that is not blocked: nothing */
+    o = connect_(e, "192.0.2.1");
+    expect(&o, FILTER_ACTION_NONE, 0, NULL);
+    assert_string_equal(o.symbols, "");
+}
+
+static void test_reject_unknown_off_and_outbound(void **state)
+{
+    struct env *e = *state;
+    struct outcome o;
+
+    filter_open(e, "reject_unknown = false; delay_after = 1; delay = \"0\";");
+    o = rcpt(e, "192.0.2.2", "mallory@example.test");
+    expect(&o, FILTER_ACTION_NONE, 0, NULL);
+    assert_string_equal(o.symbols, "DHA_UNKNOWN_RCPT(1)");
+    /* outbound (authenticated, trusted) clients are not judged nor throttled */
+    o = run(e, FILTER_RCPT, "192.0.2.2", "mallory@example.test", FILTER_OUTBOUND);
+    expect(&o, FILTER_ACTION_NONE, 0, NULL);
+    assert_string_equal(o.symbols, "");
+    o = rcpt(e, "192.0.2.2", "alice@example.test");
+    expect(&o, FILTER_ACTION_TEMPFAIL, 450, "4.7.1");
+}
+
+/* Per address and per network: 10.1.2.3 and 10.1.2.4 share a /24. */
+static void test_counting(void **state)
+{
+    struct env *e = *state;
+    struct outcome o;
+    char to[64];
+
+    filter_open(e, "delay = \"0\"; delay_after = 3; net_delay_after = 5; disconnect_after = 0; "
+                   "block_after = 0; net_disconnect_after = 0; net_block_after = 0;");
+    for (int i = 0; i < 3; i++) {
+        snprintf(to, sizeof(to), "nobody%d@example.test", i);
+        o = rcpt(e, "10.1.2.3", to);
+        expect(&o, FILTER_ACTION_REJECT, 550, "5.1.1");
+    }
+    /* the address is over delay_after: throttled, valid or not */
+    o = rcpt(e, "10.1.2.3", "alice@example.test");
+    expect(&o, FILTER_ACTION_TEMPFAIL, 450, "4.7.1");
+    assert_true(has_symbol(&o, "DHA_THROTTLED"));
+    o = rcpt(e, "10.1.2.3", "nobody9@example.test");
+    expect(&o, FILTER_ACTION_TEMPFAIL, 450, "4.7.1");
+    /* its neighbour: 4 unknown in the network so far, 1 of its own */
+    o = rcpt(e, "10.1.2.4", "other@example.test");
+    expect(&o, FILTER_ACTION_REJECT, 550, "5.1.1");
+    assert_string_equal(o.symbols, "DHA_UNKNOWN_RCPT(1)");
+    o = rcpt(e, "10.1.2.4", "alice@example.test");
+    expect(&o, FILTER_ACTION_TEMPFAIL, 450, "4.7.1"); /* the network reached 5 */
+    /* another network is not touched */
+    o = rcpt(e, "10.1.3.1", "alice@example.test");
+    expect(&o, FILTER_ACTION_NONE, 0, NULL);
+    o = rcpt(e, "10.1.3.1", "nobody@example.test");
+    expect(&o, FILTER_ACTION_REJECT, 550, "5.1.1");
+    /* IPv6: the /64 is the network */
+    for (int i = 0; i < 5; i++) {
+        snprintf(to, sizeof(to), "v6-%d@example.test", i);
+        o = rcpt(e, i % 2 ? "2001:db8:1:2::1" : "2001:db8:1:2::2", to);
+    }
+    o = rcpt(e, "2001:db8:1:2::3", "alice@example.test");
+    expect(&o, FILTER_ACTION_TEMPFAIL, 450, "4.7.1");
+    o = rcpt(e, "2001:db8:1:3::3", "alice@example.test");
+    expect(&o, FILTER_ACTION_NONE, 0, NULL);
+}
+
+/* The delay, and the same answer after the same time for valid and invalid. */
+static void test_delay_indistinguishable(void **state)
+{
+    struct env *e = *state;
+    struct outcome o, valid, invalid;
+    char to[64];
+
+    filter_open(e, "delay = \"300ms\"; delay_after = 2; disconnect_after = 0; block_after = 0;");
+    for (int i = 0; i < 2; i++) {
+        snprintf(to, sizeof(to), "harvest%d@example.test", i);
+        o = rcpt(e, "192.0.2.10", to);
+        expect(&o, FILTER_ACTION_REJECT, 550, "5.1.1");
+        assert_true(o.ms < DELAY_MS / 2); /* not throttled yet: no delay */
+    }
+    valid = rcpt(e, "192.0.2.10", "alice@example.test");
+    invalid = rcpt(e, "192.0.2.10", "harvest9@example.test");
+    expect(&valid, FILTER_ACTION_TEMPFAIL, 450, "4.7.1");
+    expect(&invalid, FILTER_ACTION_TEMPFAIL, 450, "4.7.1");
+    assert_string_equal(valid.reply.text, invalid.reply.text);
+    assert_string_equal(valid.reply.text, "Try again later");
+    for (int i = 0; i < 2; i++) {
+        long ms = i == 0 ? valid.ms : invalid.ms;
+        if (ms < DELAY_MS - 10 || ms > DELAY_MS + SLACK_MS)
+            fail_msg("reply %d after %ldms, want about %dms", i, ms, DELAY_MS);
+    }
+    /* also a verified recipient: the call-ahead does not show through */
+    o = rcpt(e, "192.0.2.10", "good1@verify.test");
+    expect(&o, FILTER_ACTION_TEMPFAIL, 450, "4.7.1");
+    assert_true(o.ms >= DELAY_MS - 10 && o.ms <= DELAY_MS + SLACK_MS);
+    /* another client is answered at once */
+    o = rcpt(e, "192.0.2.11", "alice@example.test");
+    expect(&o, FILTER_ACTION_NONE, 0, NULL);
+    assert_true(o.ms < DELAY_MS / 2);
+}
+
+static void test_disconnect(void **state)
+{
+    struct env *e = *state;
+    struct outcome o;
+    char to[64];
+
+    filter_open(e, "delay = \"0\"; delay_after = 2; disconnect_after = 4; block_after = 0;");
+    for (int i = 0; i < 4; i++) {
+        snprintf(to, sizeof(to), "harvest%d@example.test", i);
+        o = rcpt(e, "192.0.2.20", to);
+        expect(&o, i < 2 ? FILTER_ACTION_REJECT : FILTER_ACTION_TEMPFAIL, i < 2 ? 550 : 450, NULL);
+    }
+    o = rcpt(e, "192.0.2.20", "alice@example.test");
+    expect(&o, FILTER_ACTION_DISCONNECT, 421, "4.7.0");
+    assert_string_equal(o.reply.text, "Too many unknown recipients");
+    assert_true(has_symbol(&o, "DHA_DISCONNECT"));
+    /* not blocked: a new connection is let in */
+    o = connect_(e, "192.0.2.20");
+    expect(&o, FILTER_ACTION_NONE, 0, NULL);
+}
+
+static void test_block(void **state)
+{
+    struct env *e = *state;
+    struct outcome o;
+    char to[64];
+
+    filter_open(e, "delay = \"0\"; delay_after = 1; disconnect_after = 2; block_after = 3; "
+                   "block_time = \"1s\"; window = \"1s\";");
+    for (int i = 0; i < 3; i++) {
+        snprintf(to, sizeof(to), "harvest%d@example.test", i);
+        o = rcpt(e, "192.0.2.30", to);
+        assert_false(has_symbol(&o, "DHA_BLOCKED"));
+    }
+    long blocked_at = now_ms();
+    o = rcpt(e, "192.0.2.30", "harvest3@example.test");
+    expect(&o, FILTER_ACTION_DISCONNECT, 421, "4.7.0");
+    assert_true(has_symbol(&o, "DHA_BLOCKED"));
+    o = connect_(e, "192.0.2.30");
+    expect(&o, FILTER_ACTION_DISCONNECT, 421, "4.7.0");
+    assert_string_equal(o.reply.text, "Too many unknown recipients");
+    assert_string_equal(o.symbols, "DHA_BLOCKED(address)");
+    /* the network is below its threshold (4 x 3): a neighbour gets in */
+    o = connect_(e, "192.0.2.31");
+    expect(&o, FILTER_ACTION_NONE, 0, NULL);
+    /* after block_time the client is let in again */
+    idle(e, 1100 - (now_ms() - blocked_at));
+    o = connect_(e, "192.0.2.30");
+    expect(&o, FILTER_ACTION_NONE, 0, NULL);
+    o = rcpt(e, "192.0.2.30", "alice@example.test"); /* the window is over too */
+    expect(&o, FILTER_ACTION_NONE, 0, NULL);
+}
+
+static void test_block_network(void **state)
+{
+    struct env *e = *state;
+    struct outcome o;
+    char to[64];
+
+    filter_open(e, "delay = \"0\"; delay_after = 0; disconnect_after = 0; block_after = 0; "
+                   "net_block_after = 4; block_time = \"1s\";");
+    for (int i = 0; i < 4; i++) {
+        snprintf(to, sizeof(to), "harvest%d@example.test", i);
+        o = rcpt(e, i % 2 ? "198.51.100.7" : "198.51.100.8", to);
+        expect(&o, FILTER_ACTION_REJECT, 550, "5.1.1");
+    }
+    o = rcpt(e, "198.51.100.9", "alice@example.test");
+    expect(&o, FILTER_ACTION_DISCONNECT, 421, "4.7.0");
+    o = connect_(e, "198.51.100.200");
+    expect(&o, FILTER_ACTION_DISCONNECT, 421, "4.7.0");
+    assert_string_equal(o.symbols, "DHA_BLOCKED(network)");
+    o = connect_(e, "198.51.101.1");
+    expect(&o, FILTER_ACTION_NONE, 0, NULL);
+}
+
+static void test_verify(void **state)
+{
+    struct env *e = *state;
+    struct outcome o;
+
+    filter_open(e, "delay = \"0\";");
+    o = rcpt(e, "192.0.2.40", "good1@verify.test");
+    expect(&o, FILTER_ACTION_NONE, 0, NULL);
+    assert_int_equal(e->stub.calls, 1);
+    o = rcpt(e, "192.0.2.40", "Good1@Verify.Test"); /* cached, same key */
+    expect(&o, FILTER_ACTION_NONE, 0, NULL);
+    assert_int_equal(e->stub.calls, 1);
+    o = rcpt(e, "192.0.2.40", "bad1@verify.test");
+    expect(&o, FILTER_ACTION_REJECT, 550, "5.1.1");
+    assert_string_equal(o.symbols, "DHA_UNKNOWN_RCPT(1)");
+    assert_int_equal(e->stub.calls, 2);
+    o = rcpt(e, "192.0.2.40", "bad1@verify.test"); /* cached refusal, counted again */
+    expect(&o, FILTER_ACTION_REJECT, 550, "5.1.1");
+    assert_string_equal(o.symbols, "DHA_UNKNOWN_RCPT(2)");
+    assert_int_equal(e->stub.calls, 2);
+    /* -1: neither valid nor unknown, not counted, not cached */
+    o = rcpt(e, "192.0.2.40", "what@verify.test");
+    expect(&o, FILTER_ACTION_NONE, 0, NULL);
+    assert_string_equal(o.symbols, "");
+    assert_int_equal(e->stub.calls, 3);
+    o = rcpt(e, "192.0.2.40", "what@verify.test");
+    expect(&o, FILTER_ACTION_NONE, 0, NULL);
+    assert_int_equal(e->stub.calls, 4);
+    /* a directory entry of the domain needs no call-ahead */
+    assert_int_equal(e->stub.pending, 0);
+}
+
+/* Without a verifier verify_domains cannot work: an error at create. A
+ * call-ahead that outlives the filter's timeout is cancelled. */
+static void test_verify_timeout(void **state)
+{
+    struct env *e = *state;
+    struct outcome o;
+    char err[256];
+    void *inst = NULL;
+    struct filter_env none = e->fenv;
+
+    filter_open(e, "delay = \"0\";");
+    none.verifier = NULL;
+    assert_int_equal(
+        dha_module.create(&none, e->cfg->filtering.filters[0].settings, &inst, err, sizeof(err)),
+        -1);
+    assert_null(inst);
+    assert_non_null(strstr(err, "verify_domains needs a recipient verifier"));
+    chain_free(&e->chain);
+    struct chain_link link = {.ops = dha_module.ops,
+                              .instance = e->instance,
+                              .on_error = FILTER_ON_ERROR_SKIP,
+                              .timeout_ms = 100};
+    e->chain = chain_new(e->base, &link, 1);
+    assert_non_null(e->chain);
+    e->stub.delay_ms = 1000;
+    o = rcpt(e, "192.0.2.41", "good2@verify.test");
+    expect(&o, FILTER_ACTION_NONE, 0, NULL);
+    assert_true(has_symbol(&o, "DHA_ERROR"));
+    assert_int_equal(e->stub.calls, 1);
+    assert_int_equal(e->stub.pending, 0); /* cancelled, not left behind */
+}
+
+/* Redis down: at once; hung: within the store's timeout; the filter is skipped. */
+static void test_redis_faults(void **state)
+{
+    struct env *e = *state;
+    struct outcome o;
+
+    filter_open(e, "delay = \"0\";");
+    o = rcpt(e, "192.0.2.50", "mallory@example.test");
+    expect(&o, FILTER_ACTION_REJECT, 550, "5.1.1");
+    kill(e->redis_pid, SIGSTOP);
+    o = rcpt(e, "192.0.2.50", "mallory@example.test");
+    kill(e->redis_pid, SIGCONT);
+    expect(&o, FILTER_ACTION_NONE, 0, NULL);
+    assert_true(has_symbol(&o, "DHA_ERROR"));
+    if (o.ms < KV_TIMEOUT_MS - 10 || o.ms > KV_TIMEOUT_MS + SLACK_MS)
+        fail_msg("hung store: answered after %ldms", o.ms);
+    redis_stop(e);
+    o = connect_(e, "192.0.2.50");
+    expect(&o, FILTER_ACTION_NONE, 0, NULL);
+    assert_true(has_symbol(&o, "DHA_ERROR"));
+    o = rcpt(e, "192.0.2.50", "mallory@example.test");
+    expect(&o, FILTER_ACTION_NONE, 0, NULL);
+    assert_true(has_symbol(&o, "DHA_ERROR"));
+    assert_true(o.ms <= KV_TIMEOUT_MS + SLACK_MS);
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, test_setup, test_teardown)
+#define COMMON_TESTS                                                                               \
+    T(test_known_unknown), T(test_reject_unknown_off_and_outbound), T(test_counting),              \
+        T(test_delay_indistinguishable), T(test_disconnect), T(test_block), T(test_block_network), \
+        T(test_verify), T(test_verify_timeout)
+
+int main(void)
+{
+    const struct CMUnitTest plain_tests[] = {
+        cmocka_unit_test(test_directory),
+        cmocka_unit_test(test_directory_bad_entries),
+        cmocka_unit_test(test_config),
+        cmocka_unit_test(test_config_file),
+    };
+    const struct CMUnitTest lmdb_tests[] = {COMMON_TESTS};
+    const struct CMUnitTest redis_tests[] = {COMMON_TESTS, T(test_redis_faults)};
+    int failed;
+
+    signal(SIGPIPE, SIG_IGN);
+    failed = cmocka_run_group_tests_name("dha", plain_tests, NULL, NULL);
+    failed += cmocka_run_group_tests_name("dha-lmdb", lmdb_tests, group_setup_lmdb, group_teardown);
+    if (access(REDIS_PATH, X_OK) != 0) {
+        fprintf(stderr, "test-dha: %s not installed: Redis half skipped\n", REDIS_PATH);
+        return failed != 0 ? 1 : 77;
+    }
+    failed +=
+        cmocka_run_group_tests_name("dha-redis", redis_tests, group_setup_redis, group_teardown);
+    return failed != 0 ? 1 : 0;
+}
