@@ -11,6 +11,7 @@ INTEGRATION_TESTS = \
 	tests/integration/test_readme_run.py \
 	tests/integration/test_dnsbl.py
 INTEGRATION_TESTS += tests/integration/test_dha.py
+INTEGRATION_TESTS += tests/integration/test_ratelimit.py
 INTEGRATION_TESTS += tests/integration/test_hold.py
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/harness.py \

@@ -54,3 +54,6 @@ tests_unit_test_dnsbl_LDADD = $(UNIT_LIBS)
 UNIT_TESTS += tests/unit/test-dha
 tests_unit_test_dha_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_dha_LDADD = $(UNIT_LIBS)
+UNIT_TESTS += tests/unit/test-ratelimit
+tests_unit_test_ratelimit_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_ratelimit_LDADD = $(UNIT_LIBS)
