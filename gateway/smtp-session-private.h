@@ -108,6 +108,7 @@ struct smtp_session {
     bool close_after_reply;
     bool shutdown_requested;
     bool hook_pending;
+    enum smtp_stage hook_stage; /* of the hook pending or last run */
     smtp_hook_done_cb *hook_cont;
     void *hook_state; /* the hooks' own per-session state (smtp-filters.c) */
     struct event *timer;

@@ -31,6 +31,9 @@
 #include "gateway/listener.h"
 #include "gateway/proxy-proto.h"
 #include "gateway/smtp-command.h"
+#include "gateway/smtp-filters.h"
+#include "filters/chain.h"
+#include "lib/address.h"
 #include "lib/spool.h"
 #include "gateway/worker.h"
 #include "lib/log.h"
@@ -652,10 +655,40 @@ void smtp_session_resume(struct smtp_session *s, enum smtp_state state)
     session_input(s);
 }
 
+/* One line per refusal the checks decided before the end of the message
+ * (that one has the message's summary line), Postfix-like, with what the
+ * filters found: the admin's way to see why a client was turned away. */
+static void log_refusal(struct smtp_session *s, const struct smtp_hook_result *r)
+{
+    static const char *const verdicts[] = {
+        [SMTP_VERDICT_REJECT] = "reject", [SMTP_VERDICT_TEMPFAIL] = "tempfail",
+        [SMTP_VERDICT_DISCONNECT] = "disconnect"};
+    static const char *const stages[SMTP_STAGE_COUNT] = {"CONNECT", "HELO", "MAIL", "RCPT",
+                                                         "DATA", "END-OF-DATA"};
+    char from[ADDR_PATH_MAX * 4 + 8] = "", to[ADDR_PATH_MAX * 4 + 8] = "";
+    char findings[CHAIN_SYMBOLS_MAX * 24] = "";
+
+    if (s->hook_stage >= SMTP_STAGE_EOM ||
+        (r->verdict != SMTP_VERDICT_REJECT && r->verdict != SMTP_VERDICT_TEMPFAIL &&
+         r->verdict != SMTP_VERDICT_DISCONNECT))
+        return;
+    if (s->txn != NULL) {
+        addr_format(&s->txn->sender, from, sizeof(from));
+        if (s->hook_stage == SMTP_STAGE_RCPT)
+            addr_format(&s->txn->pending_rcpt.addr, to, sizeof(to));
+    }
+    (void)smtp_filters_summary(s, findings, sizeof(findings));
+    log_info("%s: %s %s from %s[%s]: %u %s %s; from=<%s> to=<%s> helo=%s %s",
+             s->txn != NULL ? s->txn->queue_id : "NOQUEUE", verdicts[r->verdict],
+             stages[s->hook_stage], s->client_name, s->client_addr, r->reply.code,
+             r->reply.enhanced, r->reply.text, from, to, s->helo_seen ? s->helo : "-", findings);
+}
+
 static void hook_done(struct smtp_session *s, const struct smtp_hook_result *r)
 {
     smtp_hook_done_cb *cont = s->hook_cont;
 
+    log_refusal(s, r);
     s->hook_pending = false;
     s->hook_cont = NULL;
     cont(s, r);
@@ -688,6 +721,7 @@ void smtp_session_run_stage(struct smtp_session *s, enum smtp_stage stage,
 
     s->hook_cont = cont;
     s->hook_pending = true;
+    s->hook_stage = stage;
     s->resume_state = s->state;
     s->state = SMTP_S_WAIT;
     rc = h->stage(h->ctx, s, stage, &r, hook_done_async);

@@ -118,6 +118,10 @@ def test_clean_client_unknown_rcpt():
             assert c.mail("someone@clean.test")[0] == 250
             code, text, _ = timed_rcpt(c, "typo@example.test")
             assert code == 550 and text.startswith("5.1.1"), (code, text)
+            # the refusal has its own log line, with what the filters found
+            assert p.wait_log("reject RCPT from unknown[127.0.0.3]: 550 5.1.1"), p.log()
+            assert p.wait_log("to=<typo@example.test> helo=clean.test symbols=DHA_UNKNOWN_RCPT"), \
+                p.log()
             code, text, _ = timed_rcpt(c, "Other@Example.Test")
             assert code == 250, (code, text)
             assert c.data(MSG)[0] == 250
