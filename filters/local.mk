@@ -8,6 +8,7 @@ filters_libfilters_a_SOURCES = \
 	filters/module.h filters/registry.c
 filters_libfilters_a_SOURCES += filters/dnsbl.c filters/dnsbl.h
 filters_libfilters_a_SOURCES += filters/greylist.c filters/greylist.h
+filters_libfilters_a_SOURCES += filters/dnsbl-config.c
 filters_libfilters_a_SOURCES += filters/ratelimit.c filters/ratelimit.h
 filters_libfilters_a_SOURCES += filters/dha.c filters/dha.h
 filters_libfilters_a_SOURCES += filters/dha-directory.c filters/dha-directory.h
