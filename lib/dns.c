@@ -5,25 +5,31 @@
  * operation, lets c-ares retry and time out. c-ares is told to look up names
  * exactly as given (no search list, no HOSTALIASES, no /etc/hosts).
  *
- * A query handle lives until c-ares has called back (c-ares cannot cancel one
- * query) and, when the answer must wait, until it is delivered: answers that
- * c-ares reports while a query is being started go to a ready list that an
- * event delivers later, so user callbacks never run inside dns_query_*.
+ * Every lookup is one ares_query per record type (two for addresses of
+ * either family), so that the raw reply is at hand: dns-cache reads the TTLs
+ * there (and c-ares's ares_addrttl for addresses). A query handle lives until
+ * c-ares has called back for each of its parts (c-ares cannot cancel one
+ * query) and, when the answer must wait, until it is delivered: answers from
+ * the cache, for address literals, or that c-ares reports while a query is
+ * being started go to a ready list that an event delivers later, so user
+ * callbacks never run inside dns_query_*.
  * dns_free from inside a callback only marks the resolver dying; the handler
  * that ran the callback destroys it on the way out, because c-ares must not
  * be destroyed from inside its own processing.
  *
  * Trusts its caller to use it from the loop thread and to free it before the
  * event_base. Trusts nothing in answers: c-ares's parsers bound the message
- * (and any parser failure is DNS_BADANSWER);
- * here host names must be printable ASCII of at most DNS_NAME_MAX octets, a
+ * (and any parser failure is DNS_BADANSWER); here MX hosts must be printable
+ * ASCII of at most DNS_NAME_MAX octets, PTR names host names (see dns.h), a
  * TXT record at most DNS_TXT_MAX octets without NUL (else DNS_BADANSWER, so
- * that SPF/DKIM/DMARC never see a silently cut record), MX and address
+ * that SPF/DKIM/DMARC never see a silently cut record), MX, PTR and address
  * answers are cut to DNS_MAX_RECORDS (MX after sorting by preference), and a
- * TXT answer of more records is DNS_BADANSWER.
+ * TXT answer of more records is DNS_BADANSWER. The cache holds only what
+ * passed these checks, under TTLs that dns-cache read from the reply.
  */
 #include "config.h"
 #include "lib/dns.h"
+#include "lib/dns-cache.h"
 
 #include <assert.h>
 #include <limits.h>
@@ -43,7 +49,7 @@
 #define DNS_DEFAULT_TIMEOUT_MS 2000
 #define DNS_DEFAULT_ATTEMPTS 2
 
-enum dns_kind { DNS_KIND_MX, DNS_KIND_ADDR, DNS_KIND_TXT };
+enum dns_kind { DNS_KIND_MX, DNS_KIND_ADDR, DNS_KIND_TXT, DNS_KIND_PTR };
 
 /* Where a query is: c-ares holds it, its result waits on the ready list, or
  * its callback is running. */
@@ -55,24 +61,48 @@ struct dns_sock {
     struct event *ev;
 };
 
+/* A result: of one c-ares query, or of a whole dns_query. */
+struct dns_result {
+    enum dns_status st;
+    /* One flat block (no pointers inside, so the cache copies it as it is):
+     * struct dns_mx[], struct dns_addr[], or n NUL-terminated strings. */
+    void *records;
+    size_t size;
+    size_t n;
+    uint32_t ttl; /* seconds it may be cached for, when cacheable */
+    bool cacheable;
+};
+
+/* One c-ares query of a dns_query (addresses of either family take two). */
+struct dns_part {
+    struct dns_query *q;
+    int type; /* T_MX, T_TXT, T_PTR, T_A, T_AAAA */
+    struct dns_result res;
+};
+
 struct dns_query {
     struct dns *dns;
-    struct dns_query *prev;  /* on dns->ready while DNS_Q_READY */
+    struct dns_query *prev; /* on dns->ready while DNS_Q_READY */
     struct dns_query *next;
     enum dns_kind kind;
-    int family;      /* DNS_KIND_ADDR */
+    int family; /* DNS_KIND_ADDR: asked; DNS_KIND_PTR: of the address */
     enum dns_qstate state;
     bool cancelled;
+    unsigned nparts;
+    unsigned pending; /* parts c-ares has yet to call back */
     union {
         dns_mx_cb *mx;
         dns_addr_cb *addr;
         dns_txt_cb *txt;
+        dns_ptr_cb *ptr;
     } cb;
     void *ctx;
-    /* The result, owned by the query until delivered. */
-    enum dns_status st;
-    size_t n;
-    void *records; /* one block: struct dns_mx[], struct dns_addr[] or char *[] + text */
+    struct dns_part parts[2];
+    struct dns_result res;  /* owned by the query until delivered */
+    struct event *deadline; /* while c-ares holds it */
+    unsigned char ptr_addr[16]; /* DNS_KIND_PTR: the address, for c-ares's parser */
+    int ptr_addrlen;
+    char name[DNS_NAME_MAX + 1]; /* as the cache knows it */
 };
 
 struct dns {
@@ -83,6 +113,8 @@ struct dns {
     struct dns_sock *socks;
     struct dns_query *ready_head;
     struct dns_query *ready_tail;
+    struct dns_cache *cache; /* NULL: no cache */
+    struct timeval deadline; /* timeout x attempts x nameservers */
     unsigned depth;  /* handlers of ours running c-ares or user callbacks */
     bool submitting; /* inside dns_query_*: answers must wait */
     bool dying;      /* dns_free was called; destroy when depth drops to 0 */
@@ -247,9 +279,21 @@ static void dns_on_sock_state(void *data, ares_socket_t fd, int readable, int wr
 
 /* ---- delivery ---- */
 
+static void dns_result_clear(struct dns_result *r)
+{
+    free(r->records);
+    r->records = NULL;
+    r->size = 0;
+    r->n = 0;
+}
+
 static void dns_query_free(struct dns_query *q)
 {
-    free(q->records);
+    dns_result_clear(&q->res);
+    for (unsigned i = 0; i < q->nparts; i++)
+        dns_result_clear(&q->parts[i].res);
+    if (q->deadline != NULL)
+        event_free(q->deadline);
     free(q);
 }
 
@@ -279,23 +323,48 @@ static void dns_ready_push(struct dns *dns, struct dns_query *q)
     event_active(dns->ready_ev, EV_TIMEOUT, 0);
 }
 
+/* Points strs[] at the n strings of a TXT or PTR block (n is bounded). */
+static const char *const *dns_strings(const struct dns_result *r,
+                                      const char *strs[DNS_MAX_RECORDS])
+{
+    const char *p = r->records;
+
+    assert(r->n <= DNS_MAX_RECORDS);
+    for (size_t i = 0; i < r->n; i++) {
+        strs[i] = p;
+        p += strlen(p) + 1;
+    }
+    return r->n > 0 ? strs : NULL;
+}
+
+/* Runs the user's callback with the query's result. */
+static void dns_callback(struct dns_query *q)
+{
+    const struct dns_result *r = &q->res;
+    const char *strs[DNS_MAX_RECORDS];
+
+    q->state = DNS_Q_DELIVERING;
+    switch (q->kind) {
+    case DNS_KIND_MX:
+        q->cb.mx(q->ctx, r->st, r->records, r->n);
+        break;
+    case DNS_KIND_ADDR:
+        q->cb.addr(q->ctx, r->st, r->records, r->n);
+        break;
+    case DNS_KIND_TXT:
+        q->cb.txt(q->ctx, r->st, dns_strings(r, strs), r->n);
+        break;
+    case DNS_KIND_PTR:
+        q->cb.ptr(q->ctx, r->st, dns_strings(r, strs), r->n);
+        break;
+    }
+}
+
 /* Runs the user's callback (unless cancelled) and frees the query. */
 static void dns_deliver(struct dns_query *q)
 {
-    q->state = DNS_Q_DELIVERING;
-    if (!q->cancelled) {
-        switch (q->kind) {
-        case DNS_KIND_MX:
-            q->cb.mx(q->ctx, q->st, q->records, q->n);
-            break;
-        case DNS_KIND_ADDR:
-            q->cb.addr(q->ctx, q->st, q->records, q->n);
-            break;
-        case DNS_KIND_TXT:
-            q->cb.txt(q->ctx, q->st, (const char *const *)q->records, q->n);
-            break;
-        }
-    }
+    if (!q->cancelled)
+        dns_callback(q);
     dns_query_free(q);
 }
 
@@ -304,12 +373,9 @@ static void dns_finish(struct dns_query *q, enum dns_status st)
 {
     struct dns *dns = q->dns;
 
-    if (dns->dying || st != DNS_OK) {
-        free(q->records);
-        q->records = NULL;
-        q->n = 0;
-    }
-    q->st = dns->dying ? DNS_CANCELLED : st;
+    if (dns->dying || st != DNS_OK)
+        dns_result_clear(&q->res);
+    q->res.st = dns->dying ? DNS_CANCELLED : st;
     if (dns->submitting)
         dns_ready_push(dns, q);
     else
@@ -355,6 +421,28 @@ static bool dns_host_ok(const char *host)
     return true;
 }
 
+/* PTR names: letters, digits, '-' and '_' in labels of 1..63 octets. */
+static bool dns_hostname_ok(const char *name)
+{
+    size_t len = strnlen(name, DNS_NAME_MAX + 1), label = 0;
+
+    if (len == 0 || len > DNS_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)name[i];
+        bool ldh = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                   c == '-' || c == '_';
+        if (c == '.') {
+            if (label == 0)
+                return false;
+            label = 0;
+        } else if (!ldh || ++label > 63) {
+            return false;
+        }
+    }
+    return label > 0;
+}
+
 struct dns_mx_ref {
     const struct ares_mx_reply *mx;
     size_t index;
@@ -370,8 +458,8 @@ static int dns_mx_cmp(const void *a, const void *b)
     return x->index < y->index ? -1 : (x->index > y->index);
 }
 
-/* Copies the sorted replies into q->records (cut to DNS_MAX_RECORDS). */
-static enum dns_status dns_mx_store(struct dns_query *q, struct dns_mx_ref *refs, size_t count)
+/* Copies the sorted replies into r (cut to DNS_MAX_RECORDS). */
+static enum dns_status dns_mx_store(struct dns_result *r, struct dns_mx_ref *refs, size_t count)
 {
     struct dns_mx *out;
     size_t n = count < DNS_MAX_RECORDS ? count : DNS_MAX_RECORDS;
@@ -385,12 +473,13 @@ static enum dns_status dns_mx_store(struct dns_query *q, struct dns_mx_ref *refs
         out[i].preference = refs[i].mx->priority;
         memcpy(out[i].host, host, strlen(host) + 1);
     }
-    q->records = out;
-    q->n = n;
+    r->records = out;
+    r->size = n * sizeof(*out);
+    r->n = n;
     return DNS_OK;
 }
 
-static enum dns_status dns_mx_parse(struct dns_query *q, const unsigned char *abuf, int alen)
+static enum dns_status dns_mx_parse(struct dns_result *r, const unsigned char *abuf, int alen)
 {
     struct ares_mx_reply *head = NULL, *mx;
     struct dns_mx_ref *refs;
@@ -410,7 +499,7 @@ static enum dns_status dns_mx_parse(struct dns_query *q, const unsigned char *ab
         count = 0;
         for (mx = head; mx != NULL; mx = mx->next, count++)
             refs[count] = (struct dns_mx_ref){ .mx = mx, .index = count };
-        st = count == 0 ? DNS_NODATA : dns_mx_store(q, refs, count);
+        st = count == 0 ? DNS_NODATA : dns_mx_store(r, refs, count);
     }
     free(refs);
     ares_free_data(head);
@@ -439,33 +528,31 @@ static enum dns_status dns_txt_measure(const struct ares_txt_ext *head, size_t *
     return n == 0 ? DNS_NODATA : DNS_OK;
 }
 
-/* One block: n pointers, then the NUL-terminated records they point to. */
-static enum dns_status dns_txt_store(struct dns_query *q, const struct ares_txt_ext *head,
+/* One block: the n records, each NUL-terminated. */
+static enum dns_status dns_txt_store(struct dns_result *r, const struct ares_txt_ext *head,
                                      size_t n, size_t bytes)
 {
-    char **recs = malloc(n * sizeof(char *) + bytes + n);
-    char *p;
+    char *block = malloc(bytes + n), *p = block;
     size_t i = 0;
 
-    if (recs == NULL)
+    if (block == NULL)
         return DNS_TEMPFAIL;
-    p = (char *)(recs + n);
     for (const struct ares_txt_ext *t = head; t != NULL; t = t->next) {
         if (t->record_start || i == 0) {
-            if (i > 0)
+            if (i++ > 0)
                 *p++ = '\0';
-            recs[i++] = p;
         }
         memcpy(p, t->txt, t->length);
         p += t->length;
     }
     *p = '\0';
-    q->records = recs;
-    q->n = n;
+    r->records = block;
+    r->size = bytes + n;
+    r->n = n;
     return DNS_OK;
 }
 
-static enum dns_status dns_txt_parse(struct dns_query *q, const unsigned char *abuf, int alen)
+static enum dns_status dns_txt_parse(struct dns_result *r, const unsigned char *abuf, int alen)
 {
     struct ares_txt_ext *head = NULL;
     size_t n = 0, bytes = 0;
@@ -476,89 +563,240 @@ static enum dns_status dns_txt_parse(struct dns_query *q, const unsigned char *a
         return dns_status_from_parse(rc);
     st = dns_txt_measure(head, &n, &bytes);
     if (st == DNS_OK)
-        st = dns_txt_store(q, head, n, bytes);
+        st = dns_txt_store(r, head, n, bytes);
     ares_free_data(head);
     return st;
 }
 
-/* c-ares's callback for MX and TXT queries. */
-static void dns_on_answer(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+/* Every name is checked; the first DNS_MAX_RECORDS are kept, NUL-terminated. */
+static enum dns_status dns_ptr_store(struct dns_result *r, char *const *names)
 {
-    struct dns_query *q = arg;
-    enum dns_status st = dns_status_from_ares(status);
+    size_t n = 0, size = 0;
+    char *p;
 
-    if (q->cancelled) {
-        dns_query_free(q);
-        return;
+    for (size_t i = 0; names != NULL && names[i] != NULL; i++) {
+        if (!dns_hostname_ok(names[i]))
+            return DNS_BADANSWER;
+        if (n < DNS_MAX_RECORDS) {
+            size += strlen(names[i]) + 1;
+            n++;
+        }
     }
-    if (st == DNS_OK && !q->dns->dying) {
-        if (abuf == NULL || alen <= 0)
-            st = DNS_BADANSWER;
-        else if (q->kind == DNS_KIND_MX)
-            st = dns_mx_parse(q, abuf, alen);
-        else
-            st = dns_txt_parse(q, abuf, alen);
-    }
-    dns_finish(q, st);
-}
-
-/* An address of the family asked for, with the size of that family (a
- * hostile server may answer an A query with AAAA records too). */
-static bool dns_addr_wanted(const struct dns_query *q, const struct ares_addrinfo_node *a)
-{
-    if (q->family != AF_UNSPEC && a->ai_family != q->family)
-        return false;
-    if (a->ai_family == AF_INET)
-        return a->ai_addrlen == sizeof(struct sockaddr_in);
-    if (a->ai_family == AF_INET6)
-        return a->ai_addrlen == sizeof(struct sockaddr_in6);
-    return false;
-}
-
-static enum dns_status dns_addr_store(struct dns_query *q, const struct ares_addrinfo *res)
-{
-    size_t n = 0, i = 0;
-    struct dns_addr *out;
-
-    for (const struct ares_addrinfo_node *a = res->nodes; a != NULL; a = a->ai_next)
-        n += dns_addr_wanted(q, a);
     if (n == 0)
         return DNS_NODATA;
-    n = n < DNS_MAX_RECORDS ? n : DNS_MAX_RECORDS;
-    out = calloc(n, sizeof(*out));
-    if (out == NULL)
+    if ((p = r->records = malloc(size)) == NULL)
         return DNS_TEMPFAIL;
-    for (const struct ares_addrinfo_node *a = res->nodes; a != NULL && i < n; a = a->ai_next) {
-        if (!dns_addr_wanted(q, a))
-            continue;
-        memcpy(&out[i].sa, a->ai_addr, a->ai_addrlen);
-        out[i].len = (socklen_t)a->ai_addrlen;
-        if (a->ai_family == AF_INET)
-            ((struct sockaddr_in *)&out[i].sa)->sin_port = 0;
-        else
-            ((struct sockaddr_in6 *)&out[i].sa)->sin6_port = 0;
-        i++;
-    }
-    q->records = out;
-    q->n = n;
+    for (size_t i = 0; i < n; i++)
+        p = stpcpy(p, names[i]) + 1;
+    r->size = size;
+    r->n = n;
     return DNS_OK;
 }
 
-/* c-ares's callback for ares_getaddrinfo. */
-static void dns_on_addrinfo(void *arg, int status, int timeouts, struct ares_addrinfo *res)
+/* c-ares lists every PTR name of the answer as an alias. */
+static enum dns_status dns_ptr_parse(const struct dns_query *q, struct dns_result *r,
+                                     const unsigned char *abuf, int alen)
+{
+    struct hostent *host = NULL;
+    enum dns_status st;
+    int rc = ares_parse_ptr_reply(abuf, alen, q->ptr_addr, q->ptr_addrlen, q->family, &host);
+
+    if (rc != ARES_SUCCESS)
+        return dns_status_from_parse(rc);
+    st = dns_ptr_store(r, host->h_aliases);
+    ares_free_hostent(host);
+    return st;
+}
+
+/* One address with port 0; TTLs below 0 count as 0. */
+static uint32_t dns_addr_put(struct dns_addr *out, int family, const void *addr, int ttl)
+{
+    if (family == AF_INET) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&out->sa;
+        sin->sin_family = AF_INET;
+        memcpy(&sin->sin_addr, addr, sizeof(sin->sin_addr));
+        out->len = sizeof(*sin);
+    } else {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&out->sa;
+        sin6->sin6_family = AF_INET6;
+        memcpy(&sin6->sin6_addr, addr, sizeof(sin6->sin6_addr));
+        out->len = sizeof(*sin6);
+    }
+    return ttl > 0 ? (uint32_t)ttl : 0;
+}
+
+/* A or AAAA records of the family asked for (a hostile server may mix them
+ * in), with their TTLs, CNAMEs' included; c-ares cuts them to our bound. */
+static enum dns_status dns_addr_parse(struct dns_result *r, int type, const unsigned char *abuf,
+                                      int alen)
+{
+    struct ares_addrttl v4[DNS_MAX_RECORDS];
+    struct ares_addr6ttl v6[DNS_MAX_RECORDS];
+    int count = DNS_MAX_RECORDS;
+    int rc = type == T_A ? ares_parse_a_reply(abuf, alen, NULL, v4, &count)
+                         : ares_parse_aaaa_reply(abuf, alen, NULL, v6, &count);
+    struct dns_addr *out;
+    uint32_t ttl = UINT32_MAX, t;
+
+    if (rc != ARES_SUCCESS)
+        return dns_status_from_parse(rc);
+    if (count <= 0 || count > DNS_MAX_RECORDS)
+        return DNS_NODATA;
+    out = calloc((size_t)count, sizeof(*out));
+    if (out == NULL)
+        return DNS_TEMPFAIL;
+    for (int i = 0; i < count; i++) {
+        if (type == T_A)
+            t = dns_addr_put(&out[i], AF_INET, &v4[i].ipaddr, v4[i].ttl);
+        else
+            t = dns_addr_put(&out[i], AF_INET6, &v6[i].ip6addr, v6[i].ttl);
+        ttl = t < ttl ? t : ttl;
+    }
+    r->records = out;
+    r->size = (size_t)count * sizeof(*out);
+    r->n = (size_t)count;
+    r->ttl = ttl;
+    r->cacheable = true;
+    return DNS_OK;
+}
+
+static enum dns_status dns_parse(const struct dns_part *p, struct dns_result *r,
+                                 const unsigned char *abuf, int alen)
+{
+    switch (p->type) {
+    case T_MX:
+        return dns_mx_parse(r, abuf, alen);
+    case T_TXT:
+        return dns_txt_parse(r, abuf, alen);
+    case T_PTR:
+        return dns_ptr_parse(p->q, r, abuf, alen);
+    default:
+        return dns_addr_parse(r, p->type, abuf, alen);
+    }
+}
+
+/* One part's answer: its records, and whether and how long it may be cached
+ * (addresses got their TTLs from c-ares; the rest from the raw reply). */
+static void dns_part_answer(struct dns_part *p, int status, const unsigned char *abuf, int alen)
+{
+    struct dns_result *r = &p->res;
+    bool negative;
+
+    r->st = dns_status_from_ares(status);
+    if (r->st == DNS_OK)
+        r->st = abuf != NULL && alen > 0 ? dns_parse(p, r, abuf, alen) : DNS_BADANSWER;
+    if (r->st != DNS_OK) {
+        dns_result_clear(r);
+        r->cacheable = false;
+    }
+    negative = r->st == DNS_NXDOMAIN || r->st == DNS_NODATA;
+    if ((negative || (r->st == DNS_OK && !r->cacheable)) && abuf != NULL && alen > 0)
+        r->cacheable = dns_reply_ttl(abuf, (size_t)alen, negative, &r->ttl) == 0;
+}
+
+/* Addresses of either family: any addresses make the answer; else the
+ * gravest failure (a half that failed must not read as "no such name"). */
+static enum dns_status dns_status_merge(enum dns_status a, enum dns_status b)
+{
+    static const enum dns_status order[] = { DNS_OK, DNS_TEMPFAIL, DNS_BADANSWER, DNS_NODATA };
+
+    for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
+        if (a == order[i] || b == order[i])
+            return order[i];
+    return a;
+}
+
+/* The query's result from its parts: IPv4 addresses, then IPv6. */
+static void dns_merge(struct dns_query *q)
+{
+    struct dns_result *a = &q->parts[0].res, *b = &q->parts[1].res, *r = &q->res;
+    size_t n, na;
+    struct dns_addr *out;
+
+    if (q->nparts == 1) {
+        *r = *a;
+        a->records = NULL;
+        return;
+    }
+    r->st = dns_status_merge(a->st, b->st);
+    r->cacheable = a->cacheable && b->cacheable;
+    r->ttl = a->ttl < b->ttl ? a->ttl : b->ttl;
+    if (r->st != DNS_OK)
+        return;
+    n = a->n + b->n < DNS_MAX_RECORDS ? a->n + b->n : DNS_MAX_RECORDS;
+    na = a->n < n ? a->n : n;
+    if ((out = calloc(n, sizeof(*out))) == NULL) {
+        r->st = DNS_TEMPFAIL;
+        r->cacheable = false;
+        return;
+    }
+    if (na > 0)
+        memcpy(out, a->records, na * sizeof(*out));
+    if (n > na)
+        memcpy(out + na, b->records, (n - na) * sizeof(*out));
+    r->records = out;
+    r->size = n * sizeof(*out);
+    r->n = n;
+}
+
+static void dns_query_key(const struct dns_query *q, struct dns_cache_key *key)
+{
+    key->type = q->parts[0].type;
+    key->family = q->kind == DNS_KIND_ADDR ? q->family : 0;
+    key->name = q->name;
+}
+
+/* Every part has its answer: merge, keep in the cache, deliver. */
+static void dns_query_complete(struct dns_query *q)
+{
+    struct dns_cache_key key;
+
+    if (!q->dns->dying) {
+        dns_merge(q);
+        if (q->res.cacheable) {
+            const struct dns_cache_answer ans = {
+                .st = q->res.st, .records = q->res.records, .size = q->res.size, .n = q->res.n
+            };
+            dns_query_key(q, &key);
+            dns_cache_put(q->dns->cache, &key, &ans, q->res.ttl);
+        }
+    }
+    dns_finish(q, q->res.st);
+}
+
+/* c-ares's callback for each part. */
+static void dns_on_answer(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+    struct dns_part *p = arg;
+    struct dns_query *q = p->q;
+
+    assert(q->pending > 0);
+    q->pending--;
+    if (!q->cancelled && !q->dns->dying)
+        dns_part_answer(p, status, abuf, alen);
+    if (q->pending > 0)
+        return;
+    if (q->cancelled)
+        dns_query_free(q);
+    else
+        dns_query_complete(q);
+}
+
+/* c-ares doubles the timeout on each round of tries; the caller is promised
+ * an answer within timeout x attempts x nameservers. Parts still out count
+ * as DNS_TEMPFAIL (one family's addresses still come when the other's are
+ * late, uncached); the query is freed once c-ares has let go of each part. */
+static void dns_on_deadline(evutil_socket_t fd, short what, void *arg)
 {
     struct dns_query *q = arg;
-    enum dns_status st = dns_status_from_ares(status);
+    struct dns *dns = q->dns;
 
-    if (q->cancelled) {
-        dns_query_free(q);
-    } else {
-        if (st == DNS_OK && !q->dns->dying)
-            st = res != NULL ? dns_addr_store(q, res) : DNS_BADANSWER;
-        dns_finish(q, st);
-    }
-    if (res != NULL)
-        ares_freeaddrinfo(res);
+    dns_enter(dns);
+    dns_merge(q);
+    q->cancelled = true;
+    dns_callback(q);
+    q->state = DNS_Q_IN_ARES;
+    dns_leave(dns);
 }
 
 /* ---- queries ---- */
@@ -589,8 +827,9 @@ static bool dns_name_ok(const char *name)
     return label > 0;
 }
 
+/* A query of one record type, or of A and AAAA for addresses of either. */
 static struct dns_query *dns_query_new(struct dns *dns, const char *name, enum dns_kind kind,
-                                       void *ctx)
+                                       int type, int family, void *ctx)
 {
     struct dns_query *q;
 
@@ -601,60 +840,157 @@ static struct dns_query *dns_query_new(struct dns *dns, const char *name, enum d
         return NULL;
     q->dns = dns;
     q->kind = kind;
+    q->family = family;
     q->state = DNS_Q_IN_ARES;
     q->ctx = ctx;
+    q->nparts = kind == DNS_KIND_ADDR && family == AF_UNSPEC ? 2 : 1;
+    q->parts[0] = (struct dns_part){ .q = q, .type = type, .res.st = DNS_TEMPFAIL };
+    q->parts[1] = (struct dns_part){ .q = q, .type = T_AAAA, .res.st = DNS_TEMPFAIL };
+    dns_cache_name(name, q->name);
     dns->submitting = true;
     return q;
 }
 
-/* After c-ares has the query: answers arrive through the loop from now on. */
-static struct dns_query *dns_query_started(struct dns_query *q)
+/* From the cache, or c-ares's queries; answers arrive through the loop. */
+static struct dns_query *dns_query_submit(struct dns_query *q, const char *name)
 {
-    q->dns->submitting = false;
-    dns_timer_rearm(q->dns);
+    struct dns *dns = q->dns;
+    struct dns_cache_key key;
+    struct dns_cache_answer ans;
+
+    dns_query_key(q, &key);
+    if (dns_cache_get(dns->cache, &key, &ans)) {
+        q->res = (struct dns_result){ .st = ans.st, .records = ans.records, .size = ans.size,
+                                      .n = ans.n };
+        dns_finish(q, ans.st);
+    } else {
+        q->pending = q->nparts;
+        for (unsigned i = 0; i < q->nparts; i++)
+            ares_query(dns->channel, name, C_IN, q->parts[i].type, dns_on_answer, &q->parts[i]);
+        /* without memory for it, c-ares's own timeouts end the query */
+        if (q->pending > 0 && (q->deadline = evtimer_new(dns->base, dns_on_deadline, q)) != NULL)
+            evtimer_add(q->deadline, &dns->deadline);
+    }
+    dns->submitting = false;
+    dns_timer_rearm(dns);
     return q;
 }
 
 struct dns_query *dns_query_mx(struct dns *dns, const char *name, dns_mx_cb *cb, void *ctx)
 {
-    struct dns_query *q = cb != NULL ? dns_query_new(dns, name, DNS_KIND_MX, ctx) : NULL;
+    struct dns_query *q = cb != NULL ? dns_query_new(dns, name, DNS_KIND_MX, T_MX, 0, ctx) : NULL;
 
     if (q == NULL)
         return NULL;
     q->cb.mx = cb;
-    ares_query(dns->channel, name, C_IN, T_MX, dns_on_answer, q);
-    return dns_query_started(q);
+    return dns_query_submit(q, name);
 }
 
 struct dns_query *dns_query_txt(struct dns *dns, const char *name, dns_txt_cb *cb, void *ctx)
 {
-    struct dns_query *q = cb != NULL ? dns_query_new(dns, name, DNS_KIND_TXT, ctx) : NULL;
+    struct dns_query *q = cb != NULL ? dns_query_new(dns, name, DNS_KIND_TXT, T_TXT, 0, ctx)
+                                     : NULL;
 
     if (q == NULL)
         return NULL;
     q->cb.txt = cb;
-    ares_query(dns->channel, name, C_IN, T_TXT, dns_on_answer, q);
-    return dns_query_started(q);
+    return dns_query_submit(q, name);
+}
+
+/* An address literal needs no DNS: DNS_OK, or DNS_NODATA for the other
+ * family. False when name is no literal. */
+static bool dns_addr_literal(struct dns_query *q, const char *name)
+{
+    struct dns_addr a;
+    struct in6_addr bytes;
+    int family = inet_pton(AF_INET, name, &bytes) == 1    ? AF_INET
+                 : inet_pton(AF_INET6, name, &bytes) == 1 ? AF_INET6
+                                                          : AF_UNSPEC;
+
+    if (family == AF_UNSPEC)
+        return false;
+    memset(&a, 0, sizeof(a));
+    dns_addr_put(&a, family, &bytes, 0);
+    q->res.st = q->family == AF_UNSPEC || q->family == family ? DNS_OK : DNS_NODATA;
+    if (q->res.st == DNS_OK && (q->res.records = malloc(sizeof(a))) == NULL)
+        q->res.st = DNS_TEMPFAIL;
+    if (q->res.st == DNS_OK) {
+        memcpy(q->res.records, &a, sizeof(a));
+        q->res.size = sizeof(a);
+        q->res.n = 1;
+    }
+    dns_finish(q, q->res.st);
+    q->dns->submitting = false;
+    return true;
 }
 
 struct dns_query *dns_query_addr(struct dns *dns, const char *name, int family, dns_addr_cb *cb,
                                  void *ctx)
 {
-    struct ares_addrinfo_hints hints = {
-        .ai_family = family,
-        .ai_flags = ARES_AI_NOSORT,
-    };
     struct dns_query *q;
 
     if (cb == NULL || (family != AF_INET && family != AF_INET6 && family != AF_UNSPEC))
         return NULL;
-    q = dns_query_new(dns, name, DNS_KIND_ADDR, ctx);
+    q = dns_query_new(dns, name, DNS_KIND_ADDR, family == AF_INET6 ? T_AAAA : T_A, family, ctx);
     if (q == NULL)
         return NULL;
     q->cb.addr = cb;
-    q->family = family;
-    ares_getaddrinfo(dns->channel, name, NULL, &hints, dns_on_addrinfo, q);
-    return dns_query_started(q);
+    if (dns_addr_literal(q, name))
+        return q;
+    return dns_query_submit(q, name);
+}
+
+/* The in-addr.arpa or ip6.arpa name of an address (a v4-mapped one counts
+ * as IPv4), its octets (4 or 16, *len_r) and family; -1 for other families. */
+static int dns_ptr_name(const struct sockaddr *sa, unsigned char addr[16], int *len_r,
+                        char out[DNS_NAME_MAX + 1])
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *b;
+    char *p = out;
+
+    if (sa->sa_family == AF_INET) {
+        b = (const unsigned char *)&((const struct sockaddr_in *)sa)->sin_addr;
+        *len_r = 4;
+    } else if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        *len_r = IN6_IS_ADDR_V4MAPPED(a6) ? 4 : 16;
+        b = a6->s6_addr + 16 - *len_r;
+    } else {
+        return -1;
+    }
+    memcpy(addr, b, (size_t)*len_r);
+    if (*len_r == 4) {
+        snprintf(out, DNS_NAME_MAX + 1, "%u.%u.%u.%u.in-addr.arpa", b[3], b[2], b[1], b[0]);
+        return AF_INET;
+    }
+    for (int i = 15; i >= 0; i--) { /* 64 octets of nibbles, then the suffix */
+        *p++ = hex[b[i] & 15];
+        *p++ = '.';
+        *p++ = hex[b[i] >> 4];
+        *p++ = '.';
+    }
+    strcpy(p, "ip6.arpa");
+    return AF_INET6;
+}
+
+struct dns_query *dns_query_ptr(struct dns *dns, const struct sockaddr *sa, dns_ptr_cb *cb,
+                                void *ctx)
+{
+    char name[DNS_NAME_MAX + 1];
+    unsigned char addr[16];
+    int len, family = sa != NULL ? dns_ptr_name(sa, addr, &len, name) : -1;
+    struct dns_query *q;
+
+    if (cb == NULL || family < 0)
+        return NULL;
+    q = dns_query_new(dns, name, DNS_KIND_PTR, T_PTR, family, ctx);
+    if (q == NULL)
+        return NULL;
+    q->cb.ptr = cb;
+    memcpy(q->ptr_addr, addr, (size_t)len);
+    q->ptr_addrlen = len;
+    return dns_query_submit(q, name);
 }
 
 void dns_query_cancel(struct dns_query *q)
@@ -663,7 +999,9 @@ void dns_query_cancel(struct dns_query *q)
         return;
     switch (q->state) {
     case DNS_Q_IN_ARES:
-        q->cancelled = true; /* freed when c-ares calls back */
+        q->cancelled = true; /* freed when c-ares has called back for each part */
+        if (q->deadline != NULL)
+            evtimer_del(q->deadline);
         break;
     case DNS_Q_READY:
         dns_ready_unlink(q->dns, q);
@@ -776,6 +1114,20 @@ static int dns_servers_set(struct dns *dns, const struct dns_config *cfg, char *
     return 0;
 }
 
+static int dns_timeout_ms(const struct dns_config *cfg)
+{
+    unsigned ms = cfg->timeout_ms != 0 ? cfg->timeout_ms : DNS_DEFAULT_TIMEOUT_MS;
+
+    return ms < INT_MAX ? (int)ms : INT_MAX;
+}
+
+static int dns_tries(const struct dns_config *cfg)
+{
+    unsigned tries = cfg->attempts != 0 ? cfg->attempts : DNS_DEFAULT_ATTEMPTS;
+
+    return tries < 100 ? (int)tries : 100;
+}
+
 /* Exact names (no search list, no HOSTALIASES), DNS only (no /etc/hosts).
  * No ARES_FLAG_EDNS: c-ares 1.18 answers a SERVFAIL, NOTIMP or FORMERR to an
  * EDNS query by toggling EDNS off for the whole channel and cutting 11 octets
@@ -785,12 +1137,10 @@ static int dns_channel_init(struct dns *dns, const struct dns_config *cfg, char 
                             size_t errsize)
 {
     char lookups[] = "b";
-    unsigned timeout = cfg->timeout_ms != 0 ? cfg->timeout_ms : DNS_DEFAULT_TIMEOUT_MS;
-    unsigned tries = cfg->attempts != 0 ? cfg->attempts : DNS_DEFAULT_ATTEMPTS;
     struct ares_options opts = {
         .flags = ARES_FLAG_NOSEARCH | ARES_FLAG_NOALIASES,
-        .timeout = timeout < INT_MAX ? (int)timeout : INT_MAX,
-        .tries = tries < 100 ? (int)tries : 100,
+        .timeout = dns_timeout_ms(cfg),
+        .tries = dns_tries(cfg),
         .domains = NULL,
         .ndomains = 0,
         .lookups = lookups,
@@ -809,6 +1159,21 @@ static int dns_channel_init(struct dns *dns, const struct dns_config *cfg, char 
     return 0;
 }
 
+/* The deadline of a query: each try of each round, timeout long. */
+static void dns_deadline_init(struct dns *dns, const struct dns_config *cfg)
+{
+    struct ares_addr_port_node *servers = NULL;
+    uint64_t n = 0, ms = (uint64_t)dns_timeout_ms(cfg) * (uint64_t)dns_tries(cfg);
+
+    if (ares_get_servers_ports(dns->channel, &servers) == ARES_SUCCESS)
+        for (const struct ares_addr_port_node *s = servers; s != NULL; s = s->next)
+            n++;
+    ares_free_data(servers);
+    ms *= n > 0 ? n : 1;
+    dns->deadline.tv_sec = (time_t)(ms / 1000);
+    dns->deadline.tv_usec = (suseconds_t)(ms % 1000 * 1000);
+}
+
 /* Settles every query (DNS_CANCELLED) and frees everything; depth is 0. */
 static void dns_destroy(struct dns *dns)
 {
@@ -819,10 +1184,8 @@ static void dns_destroy(struct dns *dns)
         ares_cancel(dns->channel);
     while ((q = dns->ready_head) != NULL) {
         dns_ready_unlink(dns, q);
-        free(q->records);
-        q->records = NULL;
-        q->n = 0;
-        q->st = DNS_CANCELLED;
+        dns_result_clear(&q->res);
+        q->res.st = DNS_CANCELLED;
         dns_deliver(q);
     }
     if (dns->channel != NULL)
@@ -833,6 +1196,7 @@ static void dns_destroy(struct dns *dns)
         event_free(dns->timer);
     if (dns->ready_ev != NULL)
         event_free(dns->ready_ev);
+    dns_cache_free(&dns->cache);
     free(dns);
 }
 
@@ -865,6 +1229,12 @@ int dns_new(struct event_base *base, const struct dns_config *cfg, struct dns **
         cfg = &defaults;
     if (dns_channel_init(dns, cfg, error, errsize) < 0 ||
         dns_servers_set(dns, cfg, error, errsize) < 0) {
+        dns_destroy(dns);
+        return -1;
+    }
+    dns_deadline_init(dns, cfg);
+    if (dns_cache_new(cfg->cache_size, cfg->cache_max_ttl_s, &dns->cache) < 0) {
+        snprintf(error, errsize, "dns: no memory for the cache");
         dns_destroy(dns);
         return -1;
     }

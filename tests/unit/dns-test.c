@@ -133,10 +133,98 @@ void zone_many(FILE *f, struct env *env)
                                 pref > 1 ? "," : "", pref, MX_MANY + 1 - pref);
 }
 
+static const char zone_rev4[] =
+    "$ORIGIN 2.0.192.in-addr.arpa.\n"
+    "$TTL 300\n"
+    "@ IN SOA ns.dns.test. hostmaster.dns.test. 1 3600 600 86400 300\n"
+    "@ IN NS ns.dns.test.\n"
+    "10 IN PTR v4.dns.test.\n"
+    "11 IN PTR v4.dns.test.\n"
+    "11 IN PTR other.dns.test.\n"
+    "12 IN PTR bad\\032name.dns.test.\n"
+    "13 IN PTR under_score.dns.test.\n"
+    "14 IN TXT \"no ptr\"\n";
+
+static const char zone_rev6[] =
+    "$ORIGIN 8.b.d.0.1.0.0.2.ip6.arpa.\n"
+    "$TTL 300\n"
+    "@ IN SOA ns.dns.test. hostmaster.dns.test. 1 3600 600 86400 300\n"
+    "@ IN NS ns.dns.test.\n"
+    "6.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0 IN PTR v6.dns.test.\n"
+    "0.2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0 IN PTR dual.dns.test.\n";
+
+/* dir/name.zone with the text; its mtime set to env->zone_mtime when set. */
+static int write_zone_file(const struct env *env, const char *name, const char *text)
+{
+    char path[160];
+    struct timespec times[2];
+
+    snprintf(path, sizeof(path), "%s/%s.zone", env->dir, name);
+    if (write_file(path, text) < 0)
+        return -1;
+    if (env->zone_mtime == 0)
+        return 0;
+    times[0] = times[1] = (struct timespec){ .tv_sec = env->zone_mtime };
+    return utimensat(AT_FDCWD, path, times, 0);
+}
+
+/* ttl.test and 100.51.198.in-addr.arpa: TTL_SHORT, except "long" (60 s) and
+ * the SOA (30 s, MINIMUM TTL_SHORT: negative answers live TTL_SHORT). In
+ * version 1 "gone" does not exist and "nodata" has no address; in version 2
+ * both have 192.0.2.2; every other answer names the version. */
+int write_ttl_zones(struct env *env, int version)
+{
+    char text[1024];
+    int v = version;
+
+    snprintf(text, sizeof(text),
+             "$ORIGIN ttl.test.\n$TTL %d\n"
+             "@ 30 IN SOA ns.dns.test. hostmaster.dns.test. %d 3600 600 86400 %d\n"
+             "@ 30 IN NS ns.dns.test.\n"
+             "a IN A 192.0.2.%d\n"
+             "mx IN MX 10 mx%d.ttl.test.\n"
+             "txt IN TXT \"v%d\"\n"
+             "long 60 IN A 192.0.2.%d\n"
+             "nodata IN TXT \"x\"\n"
+             "%s",
+             TTL_SHORT, v, TTL_SHORT, v, v, v, v,
+             v == 1 ? "" : "nodata IN A 192.0.2.2\ngone IN A 192.0.2.2\n");
+    if (write_zone_file(env, "ttl.test", text) < 0)
+        return -1;
+    snprintf(text, sizeof(text),
+             "$ORIGIN 100.51.198.in-addr.arpa.\n$TTL %d\n"
+             "@ 30 IN SOA ns.dns.test. hostmaster.dns.test. %d 3600 600 86400 %d\n"
+             "@ 30 IN NS ns.dns.test.\n"
+             "7 IN PTR host%d.ttl.test.\n",
+             TTL_SHORT, v, TTL_SHORT, v);
+    env->ttl_version = version;
+    return write_zone_file(env, "100.51.198.in-addr.arpa", text);
+}
+
+/* Rewrites the ttl.test zones with a later mtime and has nsd reload them. */
+int reload_nsd(struct env *env, int version)
+{
+    env->zone_mtime = env->zone_mtime != 0 ? env->zone_mtime + 1 : time(NULL) + 1;
+    if (write_ttl_zones(env, version) < 0)
+        return -1;
+    return kill(env->nsd_pid, SIGHUP);
+}
+
 int write_zone(struct env *env)
 {
     char path[128], txt[TXT_LONG_PARTS * TXT_PART + 1];
     FILE *f;
+
+    char rev4[sizeof(zone_rev4) + PTR_MANY * 40];
+    size_t off = strlen(zone_rev4);
+
+    memcpy(rev4, zone_rev4, off + 1);
+    for (int i = 0; i < PTR_MANY; i++) /* an answer for TCP, cut to DNS_MAX_RECORDS */
+        off += (size_t)snprintf(rev4 + off, sizeof(rev4) - off, "3 IN PTR p%02d.dns.test.\n", i);
+    if (write_zone_file(env, "2.0.192.in-addr.arpa", rev4) < 0 ||
+        write_zone_file(env, "8.b.d.0.1.0.0.2.ip6.arpa", zone_rev6) < 0 ||
+        write_ttl_zones(env, 1) < 0)
+        return -1;
 
     snprintf(path, sizeof(path), "%s/dns.test.zone", env->dir);
     f = fopen(path, "w");
@@ -152,18 +240,25 @@ int write_zone(struct env *env)
 
 int write_nsd_conf(const struct env *env)
 {
-    char path[128], conf[2048];
+    static const char *const zones[] = { "dns.test", "2.0.192.in-addr.arpa",
+                                         "8.b.d.0.1.0.0.2.ip6.arpa", "ttl.test",
+                                         "100.51.198.in-addr.arpa" };
+    char path[128], conf[4096];
     const char *d = env->dir;
     int p = env->nsd_port;
+    size_t off;
 
-    snprintf(conf, sizeof(conf),
-             "server:\n  ip-address: 127.0.0.1@%d\n  port: %d\n  username: \"\"\n"
-             "  chroot: \"\"\n  zonesdir: \"%s\"\n  pidfile: \"%s/nsd.pid\"\n"
-             "  database: \"\"\n  xfrdfile: \"%s/xfrd.state\"\n"
-             "  zonelistfile: \"%s/zone.list\"\n  logfile: \"%s/nsd.log\"\n"
-             "remote-control:\n  control-enable: no\n"
-             "zone:\n  name: \"dns.test\"\n  zonefile: \"dns.test.zone\"\n",
-             p, p, d, d, d, d, d);
+    off = (size_t)snprintf(conf, sizeof(conf),
+                           "server:\n  ip-address: 127.0.0.1@%d\n  port: %d\n  username: \"\"\n"
+                           "  chroot: \"\"\n  zonesdir: \"%s\"\n  pidfile: \"%s/nsd.pid\"\n"
+                           "  database: \"\"\n  xfrdfile: \"%s/xfrd.state\"\n"
+                           "  zonelistfile: \"%s/zone.list\"\n  logfile: \"%s/nsd.log\"\n"
+                           "remote-control:\n  control-enable: no\n",
+                           p, p, d, d, d, d, d);
+    for (size_t i = 0; i < sizeof(zones) / sizeof(zones[0]) && off < sizeof(conf); i++)
+        off += (size_t)snprintf(conf + off, sizeof(conf) - off,
+                                "zone:\n  name: \"%s\"\n  zonefile: \"%s.zone\"\n", zones[i],
+                                zones[i]);
     snprintf(path, sizeof(path), "%s/nsd.conf", d);
     return write_file(path, conf);
 }
@@ -291,11 +386,41 @@ void on_txt(void *ctx, enum dns_status st, const char *const *txt, size_t n)
     result_end(r, true, "|");
 }
 
+void on_ptr(void *ctx, enum dns_status st, const char *const *names, size_t n)
+{
+    struct result *r = ctx;
+
+    result_begin(r, st, n);
+    for (size_t i = 0; i < n; i++) {
+        assert_true(host_printable(names[i]));
+        r->items[i] = strdup(names[i]);
+    }
+    result_end(r, true, ",");
+}
+
+/* An IPv4 or IPv6 literal as a sockaddr (port 0); -1 if it is neither. */
+int sockaddr_from_text(const char *text, struct sockaddr_storage *ss)
+{
+    struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+
+    memset(ss, 0, sizeof(*ss));
+    if (inet_pton(AF_INET, text, &sin->sin_addr) == 1) {
+        sin->sin_family = AF_INET;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, text, &sin6->sin6_addr) == 1) {
+        sin6->sin6_family = AF_INET6;
+        return 0;
+    }
+    return -1;
+}
 
 struct dns_query *start(struct dns *dns, enum kind kind, const char *name, int family,
                                struct result *r)
 {
     struct dns_query *q = NULL;
+    struct sockaddr_storage ss;
 
     r->starting = true;
     switch (kind) {
@@ -307,6 +432,10 @@ struct dns_query *start(struct dns *dns, enum kind kind, const char *name, int f
         break;
     case Q_TXT:
         q = dns_query_txt(dns, name, on_txt, r);
+        break;
+    case Q_PTR:
+        if (sockaddr_from_text(name, &ss) == 0)
+            q = dns_query_ptr(dns, (struct sockaddr *)&ss, on_ptr, r);
         break;
     }
     r->starting = false;
@@ -361,6 +490,26 @@ struct dns *dns_at(struct event_base *base, int port, unsigned timeout_ms, unsig
     return dns;
 }
 
+/* A resolver with a cache (timeout 1000 ms, 2 attempts). */
+struct dns *dns_cached(struct event_base *base, int port, size_t size, unsigned max_ttl_s)
+{
+    char server[32], error[256] = "";
+    const char *servers[] = { server };
+    struct dns_config cfg = { .nameservers = servers, .nameserver_count = 1, .timeout_ms = 1000,
+                              .attempts = 2, .cache_size = size, .cache_max_ttl_s = max_ttl_s };
+    struct dns *dns = NULL;
+
+    snprintf(server, sizeof(server), "127.0.0.1:%d", port);
+    if (dns_new(base, &cfg, &dns, error, sizeof(error)) != 0)
+        fail_msg("dns_new: %s", error);
+    return dns;
+}
+
+unsigned fake_queries(struct env *env)
+{
+    return atomic_load(&env->fake_count);
+}
+
 /* ---- the scripted responder ---- */
 
 
@@ -379,16 +528,21 @@ void put16(struct pkt *p, unsigned v)
     put_bytes(p, b, 2);
 }
 
-/* Owner = the question's name (a pointer), class IN, TTL 300. */
-void put_rr_head(struct pkt *p, unsigned type, size_t rdlen)
+/* Owner = the question's name (a pointer), class IN. */
+void put_rr_head_ttl(struct pkt *p, unsigned type, size_t rdlen, uint32_t ttl)
 {
-    static const uint8_t ttl[4] = { 0, 0, 1, 44 };
-
     put16(p, 0xc00c);
     put16(p, type);
     put16(p, 1);
-    put_bytes(p, ttl, 4);
+    put16(p, ttl >> 16);
+    put16(p, ttl & 0xffff);
     put16(p, (unsigned)rdlen);
+}
+
+/* TTL 300. */
+void put_rr_head(struct pkt *p, unsigned type, size_t rdlen)
+{
+    put_rr_head_ttl(p, type, rdlen, 300);
 }
 
 void put_name(struct pkt *p, const char *dotted)
@@ -425,6 +579,52 @@ void put_txt(struct pkt *p, const char *const *parts, size_t n)
     }
 }
 
+
+/* An SOA for fake.test (owner and names uncompressed) for the authority
+ * section: RR TTL ttl, MINIMUM minimum. */
+void put_soa(struct pkt *p, uint32_t ttl, uint32_t minimum)
+{
+    put_name(p, "fake.test");
+    put16(p, 6);
+    put16(p, 1);
+    put16(p, ttl >> 16);
+    put16(p, ttl & 0xffff);
+    put16(p, 2 * 14 + 20); /* two names of 14 octets, five numbers */
+    put_name(p, "ns.fake.test");
+    put_name(p, "hm.fake.test");
+    for (int i = 0; i < 4; i++)
+        put16(p, 0), put16(p, 1);
+    put16(p, minimum >> 16);
+    put16(p, minimum & 0xffff);
+}
+
+/* One record of the type asked for (A, AAAA, MX, TXT, PTR) with this TTL. */
+void fake_record(struct pkt *p, const struct fake_query *fq, uint32_t ttl)
+{
+    switch (fq->qtype) {
+    case 1:
+        put_rr_head_ttl(p, 1, 4, ttl);
+        put_bytes(p, "\xc0\x00\x02\x01", 4);
+        break;
+    case 28:
+        put_rr_head_ttl(p, 28, 16, ttl);
+        put_bytes(p, "\x20\x01\x0d\xb8\0\0\0\0\0\0\0\0\0\0\0\x01", 16);
+        break;
+    case 15:
+        put_rr_head_ttl(p, 15, 2 + 14, ttl);
+        put16(p, 10);
+        put_name(p, "mx.fake.test");
+        break;
+    case 16:
+        put_rr_head_ttl(p, 16, 4, ttl);
+        put_bytes(p, "\003ttl", 4);
+        break;
+    default:
+        put_rr_head_ttl(p, fq->qtype, 14, ttl);
+        put_name(p, "pt.fake.test");
+        break;
+    }
+}
 
 int fake_parse(const uint8_t *buf, size_t len, struct fake_query *fq)
 {
@@ -478,12 +678,81 @@ void fake_fuzz(struct pkt *p, const struct fake_query *fq, uint64_t *rng)
         put_bytes(p, &(uint8_t){ (uint8_t)rng_next(rng) }, 1);
 }
 
-/* Builds the answer the first label asks for; 0 = stay silent. */
-size_t fake_answer(struct pkt *p, const struct fake_query *fq, uint64_t *rng)
+/* Scripted cache answers: "ttlT" one record of TTL T; "v4only" an A record
+ * of TTL 100, and NODATA without SOA for other types; "nxT-M" (NXDOMAIN)
+ * and "ndT-M" (NODATA) with an SOA of TTL T and MINIMUM M; "nxbadsoa" with
+ * an SOA whose RDATA runs past its length. False for other labels. */
+static bool fake_ttl_answer(struct pkt *p, const struct fake_query *fq)
+{
+    const char *l = fq->label;
+    unsigned t, m;
+
+    if (sscanf(l, "ttl%u", &t) == 1 || (strcmp(l, "v4only") == 0 && fq->qtype == 1)) {
+        fake_head(p, fq, 0, 1);
+        fake_record(p, fq, l[0] == 't' ? t : 100);
+    } else if (strcmp(l, "v4only") == 0) {
+        fake_head(p, fq, 0, 0);
+    } else if ((sscanf(l, "nx%u-%u", &t, &m) == 2 || sscanf(l, "nd%u-%u", &t, &m) == 2)) {
+        fake_head(p, fq, l[1] == 'x' ? 3 : 0, 0);
+        p->b[9] = 1; /* NSCOUNT */
+        put_soa(p, t, m);
+    } else if (strcmp(l, "nxbadsoa") == 0) {
+        fake_head(p, fq, 3, 0);
+        p->b[9] = 1;
+        put_soa(p, 100, 100);
+        p->b[p->len - 49] = 47; /* RDLENGTH's low octet: one short of the 48 */
+    } else {
+        return false;
+    }
+    return true;
+}
+
+/* Faults: "wrongid" (the id off by one), "short" (6 octets of header),
+ * "trunc" (an MX record cut inside its RDATA). False for other labels. */
+static bool fake_fault_answer(struct pkt *p, const struct fake_query *fq)
 {
     const char *l = fq->label;
 
-    if (strcmp(l, "mxorder") == 0) {
+    if (strcmp(l, "wrongid") == 0) {
+        fake_head(p, fq, 0, 1);
+        fake_record(p, fq, 300);
+        p->b[1] ^= 1;
+    } else if (strcmp(l, "short") == 0) {
+        fake_head(p, fq, 0, 1);
+        p->len = 6;
+    } else if (strcmp(l, "trunc") == 0) {
+        fake_head(p, fq, 0, 1);
+        put_mx(p, 10, "cut.fake.test");
+        p->len -= 6;
+    } else {
+        return false;
+    }
+    return true;
+}
+
+/* Builds the answer the first label (for PTR: the address's last octet) asks
+ * for; 0 = stay silent. */
+size_t fake_answer(struct pkt *p, const struct fake_query *fq, uint64_t *rng)
+{
+    const char *l = fq->label;
+    unsigned ms;
+
+    if (fake_ttl_answer(p, fq) || fake_fault_answer(p, fq))
+        return p->len;
+    if (sscanf(l, "slow%u", &ms) == 1) {
+        fake_head(p, fq, 0, 1);
+        fake_record(p, fq, 300);
+    } else if (fq->qtype == 12 && strcmp(l, "1") == 0) { /* 192.0.2.1 */
+        fake_head(p, fq, 0, 1);
+        fake_record(p, fq, 300);
+    } else if (fq->qtype == 12 && (strcmp(l, "2") == 0 || strcmp(l, "4") == 0 ||
+                                   strcmp(l, "5") == 0)) { /* not host names */
+        fake_head(p, fq, 0, 1);
+        put_rr_head(p, 12, 15);
+        put_name(p, l[0] == '2'   ? "a\001b.fake.test"
+                    : l[0] == '4' ? "a/b.fake.test"
+                                  : "a*b.fake.test");
+    } else if (strcmp(l, "mxorder") == 0) {
         fake_head(p, fq, 0, 3);
         put_mx(p, 10, "y.fake.test");
         put_mx(p, 5, "z.fake.test");
@@ -524,6 +793,48 @@ size_t fake_answer(struct pkt *p, const struct fake_query *fq, uint64_t *rng)
     return p->len;
 }
 
+/* Sends the delayed answers that are due; returns the ms until the next. */
+static int fake_send_due(struct env *env)
+{
+    long now = now_ms(), wait = -1;
+
+    for (int i = 0; i < FAKE_DELAYED; i++) {
+        struct delayed *d = &env->delayed[i];
+        if (d->len == 0)
+            continue;
+        if (d->due_ms <= now) {
+            sendto(env->fake_fd, d->b, d->len, 0, (struct sockaddr *)&d->to, d->tolen);
+            d->len = 0;
+        } else if (wait < 0 || d->due_ms - now < wait) {
+            wait = d->due_ms - now;
+        }
+    }
+    return (int)wait;
+}
+
+/* "slowN" answers wait N ms (while other queries are answered). */
+static void fake_reply(struct env *env, const struct fake_query *fq, const struct pkt *p,
+                       const struct sockaddr_storage *from, socklen_t fromlen)
+{
+    unsigned ms;
+
+    if (sscanf(fq->label, "slow%u", &ms) != 1 || ms == 0) {
+        sendto(env->fake_fd, p->b, p->len, 0, (const struct sockaddr *)from, fromlen);
+        return;
+    }
+    for (int i = 0; i < FAKE_DELAYED; i++) {
+        struct delayed *d = &env->delayed[i];
+        if (d->len == 0) {
+            memcpy(d->b, p->b, p->len);
+            d->len = p->len;
+            d->due_ms = now_ms() + (long)ms;
+            d->to = *from;
+            d->tolen = fromlen;
+            return;
+        }
+    }
+}
+
 /* Answers until it receives a one-octet datagram. */
 void *fake_main(void *arg)
 {
@@ -536,14 +847,19 @@ void *fake_main(void *arg)
         socklen_t fromlen = sizeof(from);
         struct fake_query fq;
         struct pkt p = { .len = 0 };
-        ssize_t len = recvfrom(env->fake_fd, buf, sizeof(buf), 0, (struct sockaddr *)&from, &fromlen);
+        struct pollfd pfd = { .fd = env->fake_fd, .events = POLLIN };
+        ssize_t len;
 
+        if (poll(&pfd, 1, fake_send_due(env)) <= 0)
+            continue;
+        len = recvfrom(env->fake_fd, buf, sizeof(buf), 0, (struct sockaddr *)&from, &fromlen);
         if (len == 1)
             break;
         if (len < 0 || fake_parse(buf, (size_t)len, &fq) < 0)
             continue;
+        atomic_fetch_add(&env->fake_count, 1);
         if (fake_answer(&p, &fq, &rng) > 0)
-            sendto(env->fake_fd, p.b, p.len, 0, (struct sockaddr *)&from, fromlen);
+            fake_reply(env, &fq, &p, &from, fromlen);
     }
     return NULL;
 }
