@@ -241,6 +241,8 @@ static void qmgr_main(struct master *m)
         .nameserver_count = cfg->dns.nameservers.count,
         .dns_timeout_ms = (unsigned)cfg->dns.timeout,
         .dns_attempts = (unsigned)cfg->dns.attempts,
+        .dns_cache_size = (size_t)cfg->dns.cache_size,
+        .dns_cache_max_ttl_s = (unsigned)(cfg->dns.cache_max_ttl / 1000),
         .shutdown_grace_ms = cfg->server.shutdown_grace,
     };
     int rc;

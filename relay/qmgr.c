@@ -319,7 +319,9 @@ static int qmgr_setup(struct qmgr *q, char *error, size_t errsize)
     struct dns_config dc = { .nameservers = q->p->nameservers,
                              .nameserver_count = q->p->nameserver_count,
                              .timeout_ms = q->p->dns_timeout_ms,
-                             .attempts = q->p->dns_attempts };
+                             .attempts = q->p->dns_attempts,
+                             .cache_size = q->p->dns_cache_size,
+                             .cache_max_ttl_s = q->p->dns_cache_max_ttl_s };
     static const int sigs[] = { SIGTERM, SIGINT };
 
     snprintf(q->queue_dir, sizeof(q->queue_dir), "%s/queue", q->p->spool_dir);

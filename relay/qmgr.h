@@ -25,6 +25,8 @@ struct qmgr_params {
     const char *const *nameservers; /* NULL = /etc/resolv.conf */
     size_t nameserver_count;
     unsigned dns_timeout_ms, dns_attempts;
+    size_t dns_cache_size;
+    unsigned dns_cache_max_ttl_s;
     long long shutdown_grace_ms;
 };
 
