@@ -9,6 +9,8 @@ filters_libfilters_a_SOURCES = \
 filters_libfilters_a_SOURCES += filters/dnsbl.c filters/dnsbl.h
 filters_libfilters_a_SOURCES += filters/greylist.c filters/greylist.h
 filters_libfilters_a_SOURCES += filters/dnsbl-config.c
+filters_libfilters_a_SOURCES += filters/greylist.c filters/greylist.h \
+	filters/greylist-private.h filters/greylist-key.c filters/greylist-module.c
 filters_libfilters_a_SOURCES += filters/ratelimit.c filters/ratelimit.h
 filters_libfilters_a_SOURCES += filters/dha.c filters/dha.h
 filters_libfilters_a_SOURCES += filters/dha-directory.c filters/dha-directory.h

@@ -13,6 +13,7 @@ INTEGRATION_TESTS = \
 INTEGRATION_TESTS += tests/integration/test_dha.py
 INTEGRATION_TESTS += tests/integration/test_ratelimit.py
 INTEGRATION_TESTS += tests/integration/test_hold.py
+INTEGRATION_TESTS += tests/integration/test_greylist.py
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/harness.py \
 	tests/integration/make-test-ca.sh
