@@ -17,7 +17,8 @@ gateway_libgateway_a_SOURCES = \
 	gateway/smtp-relay.c gateway/smtp-relay.h \
 	gateway/smtp-hooks.c gateway/smtp-hooks.h \
 	gateway/smtp-filters.c gateway/smtp-filters.h \
-	gateway/rcpt-verify.c gateway/rcpt-verify.h
+	gateway/rcpt-verify.c gateway/rcpt-verify.h \
+	gateway/client-name.c gateway/client-name.h
 
 GATEWAY_LIBS = gateway/libgateway.a policy/libpolicy.a filters/libfilters.a relay/librelay.a $(POSTERN_LIBS)
 

@@ -77,6 +77,8 @@ static const struct cfg_key smtp_keys[] = {
     { "smtputf8", CFG_BOOL, S(smtputf8), "yes", 0, 0, NULL, "offer SMTPUTF8 (RFC 6531)" },
     { "dsn", CFG_BOOL, S(dsn), "yes", 0, 0, NULL, "offer DSN (RFC 3461)" },
     { "chunking", CFG_BOOL, S(chunking), "yes", 0, 0, NULL, "offer CHUNKING/BDAT (RFC 3030)" },
+    { "reverse_lookup", CFG_BOOL, S(reverse_lookup), "yes", 0, 0, NULL,
+      "look up the client's name (PTR, confirmed by A/AAAA); else \"unknown\"" },
     { .name = NULL },
 };
 #undef S

@@ -58,6 +58,7 @@ struct smtp_settings {
     bool smtputf8;
     bool dsn;
     bool chunking;
+    bool reverse_lookup;
 };
 
 struct dns_settings {

@@ -23,7 +23,7 @@
 
 struct smtp_filters {
     const struct postern_config *cfg;
-    struct dns *dns;
+    struct dns *dns; /* the worker's */
     struct kv *kv;
     struct rcpt_verifier *verifier;
     struct filter_env env;
@@ -273,23 +273,13 @@ static void init_hooks(struct smtp_filters *f)
     f->hooks.ctx = f;
 }
 
-/* The worker's resolver and state store, shared by its filters. */
+/* The worker's state store and call-ahead, shared by its filters. */
 static int make_env(struct smtp_filters *f, struct event_base *base, char *error, size_t errsize)
 {
     const struct postern_config *cfg = f->cfg;
     const struct state_settings *st = &cfg->filtering.state;
-    struct dns_config dc = {
-        .nameservers = (const char *const *)cfg->dns.nameservers.items,
-        .nameserver_count = cfg->dns.nameservers.count,
-        .timeout_ms = (unsigned)cfg->dns.timeout,
-        .attempts = (unsigned)cfg->dns.attempts,
-        .cache_size = (size_t)cfg->dns.cache_size,
-        .cache_max_ttl_s = (unsigned)(cfg->dns.cache_max_ttl / 1000),
-    };
     char lmdb_dir[4096];
 
-    if (dns_new(base, &dc, &f->dns, error, errsize) < 0)
-        return -1;
     snprintf(lmdb_dir, sizeof(lmdb_dir), "%s/state", cfg->server.spool_dir);
     struct kv_config kc = {
         .backend = (enum kv_backend)st->backend,
@@ -366,7 +356,7 @@ oom:
     return -1;
 }
 
-int smtp_filters_new(struct event_base *base, const struct postern_config *cfg,
+int smtp_filters_new(struct event_base *base, struct dns *dns, const struct postern_config *cfg,
                      struct smtp_filters **f_r, char *error, size_t errsize)
 {
     struct smtp_filters *f = calloc(1, sizeof(*f));
@@ -377,6 +367,7 @@ int smtp_filters_new(struct event_base *base, const struct postern_config *cfg,
         return -1;
     }
     f->cfg = cfg;
+    f->dns = dns;
     if (make_env(f, base, error, errsize) < 0 || make_instances(f, error, errsize) < 0 ||
         make_chains(f, base, error, errsize) < 0) {
         smtp_filters_free(&f);
@@ -402,7 +393,6 @@ void smtp_filters_free(struct smtp_filters **fp)
     free(f->instances);
     rcpt_verifier_free(&f->verifier);
     kv_free(&f->kv);
-    dns_free(&f->dns);
     free(f);
 }
 

@@ -17,13 +17,15 @@
 #include "filters/filter.h"
 #include "gateway/smtp-hooks.h"
 
+struct dns;
 struct event_base;
 struct postern_config;
 struct smtp_filters;
 struct smtp_session;
 
 /* Builds the chain of cfg->filters. Returns 0 and *f_r, or -1 with error. */
-int smtp_filters_new(struct event_base *base, const struct postern_config *cfg,
+/* dns is the worker's resolver (not owned). */
+int smtp_filters_new(struct event_base *base, struct dns *dns, const struct postern_config *cfg,
                      struct smtp_filters **f_r, char *error, size_t errsize);
 void smtp_filters_free(struct smtp_filters **f);
 const struct smtp_hooks *smtp_filters_hooks(const struct smtp_filters *f);

@@ -68,6 +68,8 @@ struct smtp_txn {
     char *add_headers;
 };
 
+struct client_name_lookup;
+
 struct smtp_session {
     struct smtp_session *prev, *next; /* worker's list */
     struct worker *worker;
@@ -113,6 +115,7 @@ struct smtp_session {
     void *hook_state; /* the hooks' own per-session state (smtp-filters.c) */
     struct event *timer;
     struct event *greet_timer;
+    struct client_name_lookup *name_lookup; /* PTR + forward lookup in flight */
     struct timeval last_input;
     struct smtp_txn *txn;
     uint64_t bdat_remaining;     /* chunk octets still to read */

@@ -27,6 +27,7 @@
 
 #include "lib/smtp-sasl.h"
 
+#include "gateway/client-name.h"
 #include "gateway/limits.h"
 #include "gateway/listener.h"
 #include "gateway/proxy-proto.h"
@@ -49,6 +50,7 @@
 static void session_input(struct smtp_session *s);
 static void session_free(struct smtp_session *s);
 static void session_start_greeting(struct smtp_session *s);
+static void session_start_lookup(struct smtp_session *s);
 
 static long long ms_since(const struct timeval *t)
 {
@@ -404,17 +406,20 @@ struct smtp_session *smtp_session_new(struct worker *w, const struct listener_so
     set_client(s, peer);
     worker_session_added(w, s);
     set_callbacks(s);
-    log_info("connect from %s[%s]:%u to %s", s->client_name, s->client_addr, s->client_port,
-             s->listener->name);
     if (!check_limits(s)) {
+        log_info("connect from %s[%s]:%u to %s", s->client_name, s->client_addr, s->client_port,
+                 s->listener->name);
         smtp_session_close_after_reply(s);
         return s;
     }
     arm_timer(s);
-    if (s->listener->proxy_protocol != PROXY_OFF)
+    if (s->listener->proxy_protocol != PROXY_OFF) {
+        log_info("connect from %s[%s]:%u to %s", s->client_name, s->client_addr, s->client_port,
+                 s->listener->name);
         s->state = SMTP_S_PROXY;
-    else
-        session_start_greeting(s);
+    } else {
+        session_start_lookup(s);
+    }
     return s;
 }
 
@@ -472,6 +477,35 @@ static void session_start_greeting(struct smtp_session *s)
     s->greet_timer = evtimer_new(s->worker->base, on_greet_pause, s);
     struct timeval tv = { pause / 1000, (pause % 1000) * 1000 };
     evtimer_add(s->greet_timer, &tv);
+}
+
+static void on_client_name(void *ctx, const char *name)
+{
+    struct smtp_session *s = ctx;
+
+    s->name_lookup = NULL;
+    snprintf(s->client_name, sizeof(s->client_name), "%s", name);
+    log_info("connect from %s[%s]:%u to %s", s->client_name, s->client_addr, s->client_port,
+             s->listener->name);
+    s->depth++; /* a refusal at connect closes: not inside this call */
+    session_start_greeting(s);
+    s->depth--;
+    smtp_session_resume(s, s->state);
+}
+
+/* The client's name first (smtp.reverse_lookup), so that the checks and the
+ * Received header see it; what the client sends meanwhile waits. */
+static void session_start_lookup(struct smtp_session *s)
+{
+    if (s->cfg->smtp.reverse_lookup && s->worker->dns != NULL &&
+        (s->name_lookup = client_name_lookup(s->worker->dns, &s->client, on_client_name, s)) !=
+            NULL) {
+        s->state = SMTP_S_WAIT;
+        return;
+    }
+    log_info("connect from %s[%s]:%u to %s", s->client_name, s->client_addr, s->client_port,
+             s->listener->name);
+    session_start_greeting(s);
 }
 
 void smtp_session_start_tls(struct smtp_session *s)
@@ -535,7 +569,7 @@ static void proxy_input(struct smtp_session *s)
             return;
         }
     }
-    session_start_greeting(s);
+    session_start_lookup(s);
 }
 
 static smtp_cmd_fn *const handlers[SMTP_VERB_COUNT] = {
@@ -776,6 +810,7 @@ void smtp_session_shutdown(struct smtp_session *s)
 
 static void session_free(struct smtp_session *s)
 {
+    client_name_cancel(s->name_lookup);
     if (s->hook_pending)
         s->worker->hooks->cancel(s->worker->hooks->ctx, s);
     if (s->worker->hooks->end != NULL)

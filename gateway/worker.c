@@ -27,6 +27,7 @@
 #include "gateway/smtp-hooks.h"
 #include "gateway/smtp-session-private.h"
 #include "lib/spool.h"
+#include "lib/dns.h"
 #include "lib/log.h"
 #include "lib/workpool.h"
 
@@ -52,8 +53,18 @@ int worker_init(struct worker *w, const struct postern_config *cfg, unsigned ind
     }
     if (spool_open(cfg->server.spool_dir, w->base, &w->spool, error, errsize) < 0)
         return -1;
+    struct dns_config dc = {
+        .nameservers = (const char *const *)cfg->dns.nameservers.items,
+        .nameserver_count = cfg->dns.nameservers.count,
+        .timeout_ms = (unsigned)cfg->dns.timeout,
+        .attempts = (unsigned)cfg->dns.attempts,
+        .cache_size = (size_t)cfg->dns.cache_size,
+        .cache_max_ttl_s = (unsigned)(cfg->dns.cache_max_ttl / 1000),
+    };
+    if (dns_new(w->base, &dc, &w->dns, error, errsize) < 0)
+        return -1;
     if (cfg->filtering.count > 0) {
-        if (smtp_filters_new(w->base, cfg, &w->filters, error, errsize) < 0)
+        if (smtp_filters_new(w->base, w->dns, cfg, &w->filters, error, errsize) < 0)
             return -1;
         w->hooks = smtp_filters_hooks(w->filters);
     }
@@ -83,6 +94,7 @@ void worker_free(struct worker *w)
         close(w->qmgr_fd);
     workpool_destroy(&w->auth_pool);
     smtp_filters_free(&w->filters);
+    dns_free(&w->dns);
     spool_close(&w->spool);
     for (size_t i = 0; i < sizeof(w->signals) / sizeof(w->signals[0]); i++) {
         if (w->signals[i] != NULL)

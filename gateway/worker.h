@@ -23,6 +23,7 @@ struct limits;
 struct spool;
 struct workpool;
 struct smtp_hooks;
+struct dns;
 struct smtp_filters;
 struct smtp_session;
 struct listener_socket;
@@ -34,6 +35,7 @@ struct worker {
     struct limits *limits;     /* shared with the master and siblings; may be NULL */
     struct spool *spool;
     struct workpool *auth_pool;
+    struct dns *dns;           /* client names and the filters' lookups */
     const struct smtp_hooks *hooks;
     struct smtp_filters *filters; /* NULL when the config lists none */
     int qmgr_fd;               /* the queue manager's FIFO, opened on first use; -1 */

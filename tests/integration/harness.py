@@ -230,16 +230,23 @@ class Sink:
 
 
 class Nsd:
-    """NSD serving one zone "test." from zone text, on a free loopback port
-    (SERVICES.md); stopped by its pid."""
+    """NSD serving the zone "test." from zone text, and more zones from
+    zones (name -> records, e.g. {"0.0.127.in-addr.arpa": "2 IN PTR a.test."}),
+    on a free loopback port (SERVICES.md); stopped by its pid."""
 
-    def __init__(self, records):
+    def __init__(self, records, zones=None):
         self.dir = tempfile.mkdtemp(prefix="postern-nsd-")
         self.port = free_port()
-        with open(os.path.join(self.dir, "test.zone"), "w") as f:
-            f.write("$ORIGIN test.\n$TTL 300\n"
-                    "@ IN SOA ns.test. hostmaster.test. 1 3600 600 86400 300\n"
-                    "@ IN NS ns.test.\nns IN A 127.0.0.1\n" + records + "\n")
+        zones = dict(zones or {})
+        zones["test"] = records
+        zone_conf = ""
+        for i, (name, text) in enumerate(sorted(zones.items())):
+            with open(os.path.join(self.dir, "z%d.zone" % i), "w") as f:
+                f.write("$ORIGIN %s.\n$TTL 300\n"
+                        "@ IN SOA ns.test. hostmaster.test. 1 3600 600 86400 300\n"
+                        "@ IN NS ns.test.\n%s%s\n"
+                        % (name, "ns IN A 127.0.0.1\n" if name == "test" else "", text))
+            zone_conf += 'zone:\n  name: "%s"\n  zonefile: "z%d.zone"\n' % (name, i)
         conf = os.path.join(self.dir, "nsd.conf")
         with open(conf, "w") as f:
             f.write('server:\n  ip-address: 127.0.0.1@%d\n  port: %d\n  username: ""\n'
@@ -247,8 +254,8 @@ class Nsd:
                     '  database: ""\n  xfrdfile: "%s/xfrd.state"\n'
                     '  zonelistfile: "%s/zone.list"\n  logfile: "%s/nsd.log"\n'
                     'remote-control:\n  control-enable: no\n'
-                    'zone:\n  name: "test"\n  zonefile: "test.zone"\n'
-                    % (self.port, self.port, self.dir, self.dir, self.dir, self.dir, self.dir))
+                    % (self.port, self.port, self.dir, self.dir, self.dir, self.dir, self.dir)
+                    + zone_conf)
         self.proc = None
         try:
             subprocess.run(["nsd-checkconf", conf], check=True)

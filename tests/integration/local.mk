@@ -14,6 +14,7 @@ INTEGRATION_TESTS += tests/integration/test_dha.py
 INTEGRATION_TESTS += tests/integration/test_ratelimit.py
 INTEGRATION_TESTS += tests/integration/test_hold.py
 INTEGRATION_TESTS += tests/integration/test_greylist.py
+INTEGRATION_TESTS += tests/integration/test_client_name.py
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/harness.py \
 	tests/integration/make-test-ca.sh
