@@ -7,7 +7,6 @@ filters_libfilters_a_SOURCES = \
 	filters/chain.c filters/chain.h \
 	filters/module.h filters/registry.c
 filters_libfilters_a_SOURCES += filters/dnsbl.c filters/dnsbl.h
-filters_libfilters_a_SOURCES += filters/greylist.c filters/greylist.h
 filters_libfilters_a_SOURCES += filters/dnsbl-config.c
 filters_libfilters_a_SOURCES += filters/greylist.c filters/greylist.h \
 	filters/greylist-private.h filters/greylist-key.c filters/greylist-module.c
