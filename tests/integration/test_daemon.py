@@ -175,6 +175,33 @@ def test_check_bad_type():
     expect_error(rc, out, path, 8, "command_timeout")
 
 
+def test_check_filter_values():
+    """A garbage value for any filter's key, for the state store and for the
+    policy is an error naming the file and the line (line 14 below)."""
+    rows = [
+        ('filters = (\n{ name = "dnsbl";\n reject_stage = "later"; lists = ( { zone = "bl.test"; } ); }\n);',
+         15, "reject_stage"),
+        ('filters = (\n{ name = "dnsbl"; lists = (\n { zone = "bl.test"; mask = "lots"; } ); }\n);',
+         15, "mask"),
+        ('filters = (\n{ name = "greylist";\n delay = "soon"; }\n);', 15, "delay"),
+        ('filters = (\n{ name = "greylist";\n ipv4_prefix = 99; }\n);', 15, "ipv4_prefix"),
+        ('filters = (\n{ name = "ratelimit"; limits = (\n { key = "moon"; limit = 3; } ); }\n);',
+         15, "key"),
+        ('filters = (\n{ name = "ratelimit"; limits = (\n { key = "sender"; limit = -3; } ); }\n);',
+         15, "limit"),
+        ('filters = (\n{ name = "dha"; recipients = ["a@example.test"];\n delay_after = "x"; }\n);',
+         15, "delay_after"),
+        ('filters = (\n{ name = "dnsbl"; lists = ( { zone = "bl.test"; } );\n on_error = "shrug"; }\n);',
+         15, "on_error"),
+        ('filters = (\n{ name = "nosuchfilter"; }\n);', 14, "nosuchfilter"),
+        ('state = {\n backend = "floppy"; };', 14, "backend"),
+        ('policy = {\n inbound = { reject_score = "high"; }; };', 14, "reject_score"),
+    ]
+    for extra, line, word in rows:
+        path, rc, out = check_conf(extra=extra)
+        expect_error(rc, out, path, line, word)
+
+
 def test_check_out_of_range():
     path, rc, out = check_conf("error_limit = 0;")
     expect_error(rc, out, path, 8, "error_limit", "range")
@@ -524,7 +551,8 @@ def test_spool_recovery():
 
 
 run([test_check_valid_config, test_check_unknown_key, test_check_bad_type,
-     test_check_out_of_range, test_check_unknown_section, test_check_bad_listener_address,
+     test_check_filter_values, test_check_out_of_range, test_check_unknown_section,
+     test_check_bad_listener_address,
      test_check_syntax_error, test_check_missing_file, test_list_keys_documented,
      test_worker_crash_mid_data, test_connections_spread_over_workers,
      test_accepted_message_survives_kill_9,

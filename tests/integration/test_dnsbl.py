@@ -8,10 +8,12 @@ ipv6 = false lists not asked); a client handed over by XCLIENT is looked up
 anew; allow_networks, trusted and authenticated clients are not checked; and
 a DNS server that is down, refuses the zone or never answers means "not
 listed", logged (DNSBL fails open)."""
+import os
 import smtplib
 import socket
 import ssl
 import subprocess
+import threading
 import time
 
 from harness import Nsd, Postern, Raw, Skip, run
@@ -346,6 +348,62 @@ def test_slow_dns_is_not_listed():
         silent.close()
 
 
+class GarbageDns:
+    """Fault injection: a UDP "DNS server" that answers every query with its
+    id and then bytes no resolver can parse (a header claiming answers that
+    are not there, or random junk), on a thread that stops with close()."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.answered = 0
+        self.running = True
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        deadline = time.time() + 60
+        while self.running and time.time() < deadline:
+            try:
+                query, peer = self.sock.recvfrom(512)
+            except OSError:
+                continue
+            if len(query) < 12:
+                continue
+            if self.answered % 2 == 0:  # QR, NOERROR, 1 question 3 answers, then cut short
+                reply = query[:2] + b"\x81\x80\x00\x01\x00\x03\x00\x00\x00\x00" + \
+                    query[12:] + b"\xc0\x0c\x00\x01\x00"
+            else:
+                reply = query[:2] + os.urandom(40)
+            self.answered += 1
+            self.sock.sendto(reply, peer)
+
+    def close(self):
+        self.running = False
+        self.thread.join(5)
+        self.sock.close()
+
+
+def test_garbage_dns_is_not_listed():
+    """Malformed answers: the client is accepted as not listed, and the
+    worker lives on (the next session is served too)."""
+    bad = GarbageDns()
+    p = None
+    try:
+        p = postern(bad.port, dnsbl('reject_score = 1; reject_stage = "connect"; ' + BL))
+        for _ in range(2):
+            send(p, "127.0.0.2")
+        assert len(p.queue()) == 2, p.queue()
+        assert bad.answered > 0
+        assert p.wait_log("taken as not listed"), p.log()
+        assert "killed by signal" not in p.log(), p.log()
+    finally:
+        cleanup(p)
+        bad.close()
+
+
 def xclient_rcpt(p, proxy, client):
     """From a trusted proxy at `proxy`, XCLIENT ADDR=client; returns the
     RCPT reply for user@example.test."""
@@ -385,4 +443,4 @@ run([test_listed_client_refused_at_greeting, test_unlisted_client_accepted,
      test_codes_and_mask, test_ipv6_client, test_allow_networks_skip_the_check,
      test_trusted_client_skipped, test_authenticated_client_skipped_at_rcpt,
      test_dns_down_is_not_listed, test_refused_zone_is_not_listed, test_slow_dns_is_not_listed,
-     test_xclient_new_client_is_looked_up])
+     test_garbage_dns_is_not_listed, test_xclient_new_client_is_looked_up])
