@@ -3,7 +3,8 @@
  * event_base: c-ares's socket-state callback adds and removes one persistent
  * event per socket, and one timer, re-armed from ares_timeout() after every
  * operation, lets c-ares retry and time out. c-ares is told to look up names
- * exactly as given (no search list, no HOSTALIASES, no /etc/hosts).
+ * exactly as given (no search list, no HOSTALIASES, no /etc/hosts), at the
+ * nameservers that dns-servers read from the configuration.
  *
  * Every lookup is one ares_query per record type (two for addresses of
  * either family), so that the raw reply is at hand: dns-cache reads the TTLs
@@ -18,18 +19,15 @@
  * be destroyed from inside its own processing.
  *
  * Trusts its caller to use it from the loop thread and to free it before the
- * event_base. Trusts nothing in answers: c-ares's parsers bound the message
- * (and any parser failure is DNS_BADANSWER); here MX hosts must be printable
- * ASCII of at most DNS_NAME_MAX octets, PTR names host names (see dns.h), a
- * TXT record at most DNS_TXT_MAX octets without NUL (else DNS_BADANSWER, so
- * that SPF/DKIM/DMARC never see a silently cut record), MX, PTR and address
- * answers are cut to DNS_MAX_RECORDS (MX after sorting by preference), and a
- * TXT answer of more records is DNS_BADANSWER. The cache holds only what
- * passed these checks, under TTLs that dns-cache read from the reply.
+ * event_base. Trusts nothing in answers: dns-parse reads them into records
+ * and checks those against its rules (see dns-parse.h), and the cache holds
+ * only what passed, under TTLs that dns-cache read from the reply.
  */
 #include "config.h"
 #include "lib/dns.h"
 #include "lib/dns-cache.h"
+#include "lib/dns-parse.h"
+#include "lib/dns-servers.h"
 
 #include <assert.h>
 #include <limits.h>
@@ -45,7 +43,6 @@
 #include <ares_nameser.h>
 #include <event2/event.h>
 
-#define DNS_TXT_MAX 4096
 #define DNS_DEFAULT_TIMEOUT_MS 2000
 #define DNS_DEFAULT_ATTEMPTS 2
 
@@ -59,18 +56,6 @@ struct dns_sock {
     struct dns_sock *next;
     ares_socket_t fd;
     struct event *ev;
-};
-
-/* A result: of one c-ares query, or of a whole dns_query. */
-struct dns_result {
-    enum dns_status st;
-    /* One flat block (no pointers inside, so the cache copies it as it is):
-     * struct dns_mx[], struct dns_addr[], or n NUL-terminated strings. */
-    void *records;
-    size_t size;
-    size_t n;
-    uint32_t ttl; /* seconds it may be cached for, when cacheable */
-    bool cacheable;
 };
 
 /* One c-ares query of a dns_query (addresses of either family take two). */
@@ -165,22 +150,6 @@ static enum dns_status dns_status_from_ares(int status)
         return DNS_CANCELLED;
     default:
         return DNS_TEMPFAIL;
-    }
-}
-
-/* A parser's verdict: anything but "no such records" or no memory means
- * the answer is malformed (ares_expand_name says EBADNAME, others EBADRESP). */
-static enum dns_status dns_status_from_parse(int status)
-{
-    switch (status) {
-    case ARES_SUCCESS:
-        return DNS_OK;
-    case ARES_ENODATA:
-        return DNS_NODATA;
-    case ARES_ENOMEM:
-        return DNS_TEMPFAIL;
-    default:
-        return DNS_BADANSWER;
     }
 }
 
@@ -405,273 +374,18 @@ static void dns_on_ready(evutil_socket_t fd, short what, void *arg)
 
 /* ---- answers ---- */
 
-/* Host names from answers: printable ASCII, no space, bounded; no backslash,
- * which c-ares uses to escape unprintable octets. */
-static bool dns_host_ok(const char *host)
-{
-    size_t len = strnlen(host, DNS_NAME_MAX + 1);
-
-    if (len > DNS_NAME_MAX)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)host[i];
-        if (c <= 0x20 || c >= 0x7f || c == '\\')
-            return false;
-    }
-    return true;
-}
-
-/* PTR names: letters, digits, '-' and '_' in labels of 1..63 octets. */
-static bool dns_hostname_ok(const char *name)
-{
-    size_t len = strnlen(name, DNS_NAME_MAX + 1), label = 0;
-
-    if (len == 0 || len > DNS_NAME_MAX)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)name[i];
-        bool ldh = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                   c == '-' || c == '_';
-        if (c == '.') {
-            if (label == 0)
-                return false;
-            label = 0;
-        } else if (!ldh || ++label > 63) {
-            return false;
-        }
-    }
-    return label > 0;
-}
-
-struct dns_mx_ref {
-    const struct ares_mx_reply *mx;
-    size_t index;
-};
-
-/* By preference, then answer order (qsort is not stable by itself). */
-static int dns_mx_cmp(const void *a, const void *b)
-{
-    const struct dns_mx_ref *x = a, *y = b;
-
-    if (x->mx->priority != y->mx->priority)
-        return x->mx->priority < y->mx->priority ? -1 : 1;
-    return x->index < y->index ? -1 : (x->index > y->index);
-}
-
-/* Copies the sorted replies into r (cut to DNS_MAX_RECORDS). */
-static enum dns_status dns_mx_store(struct dns_result *r, struct dns_mx_ref *refs, size_t count)
-{
-    struct dns_mx *out;
-    size_t n = count < DNS_MAX_RECORDS ? count : DNS_MAX_RECORDS;
-
-    qsort(refs, count, sizeof(*refs), dns_mx_cmp);
-    out = calloc(n, sizeof(*out));
-    if (out == NULL)
-        return DNS_TEMPFAIL;
-    for (size_t i = 0; i < n; i++) {
-        const char *host = refs[i].mx->host[0] != '\0' ? refs[i].mx->host : ".";
-        out[i].preference = refs[i].mx->priority;
-        memcpy(out[i].host, host, strlen(host) + 1);
-    }
-    r->records = out;
-    r->size = n * sizeof(*out);
-    r->n = n;
-    return DNS_OK;
-}
-
-static enum dns_status dns_mx_parse(struct dns_result *r, const unsigned char *abuf, int alen)
-{
-    struct ares_mx_reply *head = NULL, *mx;
-    struct dns_mx_ref *refs;
-    size_t count = 0;
-    enum dns_status st = DNS_OK;
-    int rc = ares_parse_mx_reply(abuf, alen, &head);
-
-    if (rc != ARES_SUCCESS)
-        return dns_status_from_parse(rc);
-    for (mx = head; mx != NULL && st == DNS_OK; mx = mx->next, count++)
-        if (!dns_host_ok(mx->host))
-            st = DNS_BADANSWER;
-    refs = st == DNS_OK ? calloc(count ? count : 1, sizeof(*refs)) : NULL;
-    if (st == DNS_OK && refs == NULL)
-        st = DNS_TEMPFAIL;
-    if (st == DNS_OK) {
-        count = 0;
-        for (mx = head; mx != NULL; mx = mx->next, count++)
-            refs[count] = (struct dns_mx_ref){ .mx = mx, .index = count };
-        st = count == 0 ? DNS_NODATA : dns_mx_store(r, refs, count);
-    }
-    free(refs);
-    ares_free_data(head);
-    return st;
-}
-
-/* Sizes the answer: records and text octets; DNS_BADANSWER past the bounds. */
-static enum dns_status dns_txt_measure(const struct ares_txt_ext *head, size_t *n_r,
-                                       size_t *bytes_r)
-{
-    size_t n = 0, bytes = 0, cur = 0;
-
-    for (const struct ares_txt_ext *t = head; t != NULL; t = t->next) {
-        if (t->record_start || n == 0) {
-            if (++n > DNS_MAX_RECORDS)
-                return DNS_BADANSWER;
-            cur = 0;
-        }
-        if (t->length > DNS_TXT_MAX - cur || memchr(t->txt, '\0', t->length) != NULL)
-            return DNS_BADANSWER;
-        cur += t->length;
-        bytes += t->length;
-    }
-    *n_r = n;
-    *bytes_r = bytes;
-    return n == 0 ? DNS_NODATA : DNS_OK;
-}
-
-/* One block: the n records, each NUL-terminated. */
-static enum dns_status dns_txt_store(struct dns_result *r, const struct ares_txt_ext *head,
-                                     size_t n, size_t bytes)
-{
-    char *block = malloc(bytes + n), *p = block;
-    size_t i = 0;
-
-    if (block == NULL)
-        return DNS_TEMPFAIL;
-    for (const struct ares_txt_ext *t = head; t != NULL; t = t->next) {
-        if (t->record_start || i == 0) {
-            if (i++ > 0)
-                *p++ = '\0';
-        }
-        memcpy(p, t->txt, t->length);
-        p += t->length;
-    }
-    *p = '\0';
-    r->records = block;
-    r->size = bytes + n;
-    r->n = n;
-    return DNS_OK;
-}
-
-static enum dns_status dns_txt_parse(struct dns_result *r, const unsigned char *abuf, int alen)
-{
-    struct ares_txt_ext *head = NULL;
-    size_t n = 0, bytes = 0;
-    enum dns_status st;
-    int rc = ares_parse_txt_reply_ext(abuf, alen, &head);
-
-    if (rc != ARES_SUCCESS)
-        return dns_status_from_parse(rc);
-    st = dns_txt_measure(head, &n, &bytes);
-    if (st == DNS_OK)
-        st = dns_txt_store(r, head, n, bytes);
-    ares_free_data(head);
-    return st;
-}
-
-/* Every name is checked; the first DNS_MAX_RECORDS are kept, NUL-terminated. */
-static enum dns_status dns_ptr_store(struct dns_result *r, char *const *names)
-{
-    size_t n = 0, size = 0;
-    char *p;
-
-    for (size_t i = 0; names != NULL && names[i] != NULL; i++) {
-        if (!dns_hostname_ok(names[i]))
-            return DNS_BADANSWER;
-        if (n < DNS_MAX_RECORDS) {
-            size += strlen(names[i]) + 1;
-            n++;
-        }
-    }
-    if (n == 0)
-        return DNS_NODATA;
-    if ((p = r->records = malloc(size)) == NULL)
-        return DNS_TEMPFAIL;
-    for (size_t i = 0; i < n; i++)
-        p = stpcpy(p, names[i]) + 1;
-    r->size = size;
-    r->n = n;
-    return DNS_OK;
-}
-
-/* c-ares lists every PTR name of the answer as an alias. */
-static enum dns_status dns_ptr_parse(const struct dns_query *q, struct dns_result *r,
-                                     const unsigned char *abuf, int alen)
-{
-    struct hostent *host = NULL;
-    enum dns_status st;
-    int rc = ares_parse_ptr_reply(abuf, alen, q->ptr_addr, q->ptr_addrlen, q->family, &host);
-
-    if (rc != ARES_SUCCESS)
-        return dns_status_from_parse(rc);
-    st = dns_ptr_store(r, host->h_aliases);
-    ares_free_hostent(host);
-    return st;
-}
-
-/* One address with port 0; TTLs below 0 count as 0. */
-static uint32_t dns_addr_put(struct dns_addr *out, int family, const void *addr, int ttl)
-{
-    if (family == AF_INET) {
-        struct sockaddr_in *sin = (struct sockaddr_in *)&out->sa;
-        sin->sin_family = AF_INET;
-        memcpy(&sin->sin_addr, addr, sizeof(sin->sin_addr));
-        out->len = sizeof(*sin);
-    } else {
-        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&out->sa;
-        sin6->sin6_family = AF_INET6;
-        memcpy(&sin6->sin6_addr, addr, sizeof(sin6->sin6_addr));
-        out->len = sizeof(*sin6);
-    }
-    return ttl > 0 ? (uint32_t)ttl : 0;
-}
-
-/* A or AAAA records of the family asked for (a hostile server may mix them
- * in), with their TTLs, CNAMEs' included; c-ares cuts them to our bound. */
-static enum dns_status dns_addr_parse(struct dns_result *r, int type, const unsigned char *abuf,
-                                      int alen)
-{
-    struct ares_addrttl v4[DNS_MAX_RECORDS];
-    struct ares_addr6ttl v6[DNS_MAX_RECORDS];
-    int count = DNS_MAX_RECORDS;
-    int rc = type == T_A ? ares_parse_a_reply(abuf, alen, NULL, v4, &count)
-                         : ares_parse_aaaa_reply(abuf, alen, NULL, v6, &count);
-    struct dns_addr *out;
-    uint32_t ttl = UINT32_MAX, t;
-
-    if (rc != ARES_SUCCESS)
-        return dns_status_from_parse(rc);
-    if (count <= 0 || count > DNS_MAX_RECORDS)
-        return DNS_NODATA;
-    out = calloc((size_t)count, sizeof(*out));
-    if (out == NULL)
-        return DNS_TEMPFAIL;
-    for (int i = 0; i < count; i++) {
-        if (type == T_A)
-            t = dns_addr_put(&out[i], AF_INET, &v4[i].ipaddr, v4[i].ttl);
-        else
-            t = dns_addr_put(&out[i], AF_INET6, &v6[i].ip6addr, v6[i].ttl);
-        ttl = t < ttl ? t : ttl;
-    }
-    r->records = out;
-    r->size = (size_t)count * sizeof(*out);
-    r->n = (size_t)count;
-    r->ttl = ttl;
-    r->cacheable = true;
-    return DNS_OK;
-}
-
 static enum dns_status dns_parse(const struct dns_part *p, struct dns_result *r,
                                  const unsigned char *abuf, int alen)
 {
     switch (p->type) {
     case T_MX:
-        return dns_mx_parse(r, abuf, alen);
+        return dns_parse_mx(r, abuf, alen);
     case T_TXT:
-        return dns_txt_parse(r, abuf, alen);
+        return dns_parse_txt(r, abuf, alen);
     case T_PTR:
-        return dns_ptr_parse(p->q, r, abuf, alen);
+        return dns_parse_ptr(r, abuf, alen, p->q->ptr_addr, p->q->ptr_addrlen, p->q->family);
     default:
-        return dns_addr_parse(r, p->type, abuf, alen);
+        return dns_parse_addr(r, p->type, abuf, alen);
     }
 }
 
@@ -1014,106 +728,6 @@ void dns_query_cancel(struct dns_query *q)
 
 /* ---- setup and teardown ---- */
 
-/* Port text of a nameserver: 1..65535, digits only. */
-static int dns_port_parse(const char *text, int *port_r)
-{
-    unsigned long v;
-    char *end;
-
-    if (text[0] < '0' || text[0] > '9')
-        return -1;
-    v = strtoul(text, &end, 10);
-    if (*end != '\0' || v == 0 || v > 65535)
-        return -1;
-    *port_r = (int)v;
-    return 0;
-}
-
-/* Splits "ip", "ip:port" (IPv4 only), "[ipv6]" or "[ipv6]:port". */
-static int dns_server_split(const char *text, char *host, size_t hostsize, const char **port_r)
-{
-    const char *sep;
-    size_t hlen;
-
-    *port_r = NULL;
-    if (text[0] == '[') {
-        sep = strchr(text, ']');
-        if (sep == NULL || (sep[1] != '\0' && sep[1] != ':'))
-            return -1;
-        if (sep[1] == ':')
-            *port_r = sep + 2;
-        hlen = (size_t)(sep - text - 1);
-        text++;
-    } else {
-        sep = strchr(text, ':');
-        if (sep != NULL && strchr(sep + 1, ':') != NULL)
-            sep = NULL; /* a bare IPv6 address */
-        if (sep != NULL)
-            *port_r = sep + 1;
-        hlen = sep != NULL ? (size_t)(sep - text) : strlen(text);
-    }
-    if (hlen == 0 || hlen >= hostsize)
-        return -1;
-    memcpy(host, text, hlen);
-    host[hlen] = '\0';
-    return 0;
-}
-
-static int dns_server_parse(const char *text, struct ares_addr_port_node *node)
-{
-    char host[INET6_ADDRSTRLEN];
-    const char *port;
-    int portnum = 0; /* c-ares: 0 = 53 */
-    bool bracket = text[0] == '[';
-
-    if (dns_server_split(text, host, sizeof(host), &port) < 0)
-        return -1;
-    if (port != NULL && dns_port_parse(port, &portnum) < 0)
-        return -1;
-    if (!bracket && inet_pton(AF_INET, host, &node->addr.addr4) == 1)
-        node->family = AF_INET;
-    else if ((bracket || port == NULL) && inet_pton(AF_INET6, host, &node->addr.addr6) == 1)
-        node->family = AF_INET6;
-    else
-        return -1;
-    node->udp_port = portnum;
-    node->tcp_port = portnum;
-    return 0;
-}
-
-static int dns_servers_set(struct dns *dns, const struct dns_config *cfg, char *error,
-                           size_t errsize)
-{
-    size_t count = cfg->nameserver_count;
-    struct ares_addr_port_node *nodes;
-    int rc;
-
-    if (count == 0)
-        return 0;
-    nodes = cfg->nameservers != NULL ? calloc(count, sizeof(*nodes)) : NULL;
-    if (nodes == NULL) {
-        snprintf(error, errsize, "dns: no memory for %zu nameservers", count);
-        return -1;
-    }
-    for (size_t i = 0; i < count; i++) {
-        const char *text = cfg->nameservers[i] != NULL ? cfg->nameservers[i] : "";
-        if (dns_server_parse(text, &nodes[i]) < 0) {
-            snprintf(error, errsize, "dns: bad nameserver \"%.80s\" (want ip, ip:port or [ipv6]:port)",
-                     text);
-            free(nodes);
-            return -1;
-        }
-        nodes[i].next = i + 1 < count ? &nodes[i + 1] : NULL;
-    }
-    rc = ares_set_servers_ports(dns->channel, nodes);
-    free(nodes);
-    if (rc != ARES_SUCCESS) {
-        snprintf(error, errsize, "dns: setting nameservers: %s", ares_strerror(rc));
-        return -1;
-    }
-    return 0;
-}
-
 static int dns_timeout_ms(const struct dns_config *cfg)
 {
     unsigned ms = cfg->timeout_ms != 0 ? cfg->timeout_ms : DNS_DEFAULT_TIMEOUT_MS;
@@ -1228,7 +842,7 @@ int dns_new(struct event_base *base, const struct dns_config *cfg, struct dns **
     if (cfg == NULL)
         cfg = &defaults;
     if (dns_channel_init(dns, cfg, error, errsize) < 0 ||
-        dns_servers_set(dns, cfg, error, errsize) < 0) {
+        dns_servers_set(dns->channel, cfg, error, errsize) < 0) {
         dns_destroy(dns);
         return -1;
     }

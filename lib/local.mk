@@ -8,7 +8,8 @@ lib_libpostern_a_SOURCES = \
 	lib/passwd.c lib/passwd.h \
 	lib/workpool.c lib/workpool.h \
 	lib/tls.c lib/tls.h \
-	lib/dns.c lib/dns.h lib/dns-cache.c lib/dns-cache.h \
+	lib/dns.c lib/dns.h lib/dns-cache.c lib/dns-cache.h lib/dns-parse.c lib/dns-parse.h \
+	lib/dns-servers.c lib/dns-servers.h \
 	lib/smtp-reply.c lib/smtp-reply.h \
 	lib/smtp-params.c lib/smtp-params.h \
 	lib/smtp-sasl.c lib/smtp-sasl.h \

@@ -3,9 +3,9 @@
 # One replay script per target; they are the make check tests without
 # --enable-fuzzers and are distributed either way.
 FUZZ_REPLAY_TESTS = tests/fuzz/replay-address.sh tests/fuzz/replay-smtp-session.sh \
-	tests/fuzz/replay-proxy.sh tests/fuzz/replay-smtp-reply.sh
+	tests/fuzz/replay-proxy.sh tests/fuzz/replay-smtp-reply.sh tests/fuzz/replay-dns-reply.sh
 FUZZ_TARGETS = tests/fuzz/fuzz-address tests/fuzz/fuzz-smtp-session tests/fuzz/fuzz-proxy \
-	tests/fuzz/fuzz-smtp-reply
+	tests/fuzz/fuzz-smtp-reply tests/fuzz/fuzz-dns-reply
 if ENABLE_FUZZERS
 FUZZ_CFLAGS = -fsanitize=fuzzer
 FUZZ_MAIN =
@@ -31,3 +31,7 @@ tests_fuzz_fuzz_proxy_SOURCES = tests/fuzz/fuzz-proxy.c $(FUZZ_MAIN)
 tests_fuzz_fuzz_proxy_CFLAGS = $(AM_CFLAGS) $(FUZZ_CFLAGS)
 tests_fuzz_fuzz_proxy_LDFLAGS = $(AM_LDFLAGS) $(FUZZ_CFLAGS)
 tests_fuzz_fuzz_proxy_LDADD = $(GATEWAY_LIBS)
+tests_fuzz_fuzz_dns_reply_SOURCES = tests/fuzz/fuzz-dns-reply.c $(FUZZ_MAIN)
+tests_fuzz_fuzz_dns_reply_CFLAGS = $(AM_CFLAGS) $(FUZZ_CFLAGS)
+tests_fuzz_fuzz_dns_reply_LDFLAGS = $(AM_LDFLAGS) $(FUZZ_CFLAGS)
+tests_fuzz_fuzz_dns_reply_LDADD = $(POSTERN_LIBS)
