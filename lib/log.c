@@ -6,6 +6,7 @@
 #include "config.h"
 #include "lib/log.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -20,6 +21,29 @@ static struct {
     enum log_target target;
     enum log_level level;
 } log_state = { "postern", "", LOG_TARGET_STDERR, LOG_LEVEL_INFO };
+
+/* The pid for each stderr line without a getpid() per line: cached, and
+ * forgotten in a child after fork (pthread_atfork). */
+static pid_t cached_pid;
+static pthread_once_t pid_once = PTHREAD_ONCE_INIT;
+
+static void forget_pid(void)
+{
+    cached_pid = 0;
+}
+
+static void register_forget_pid(void)
+{
+    pthread_atfork(NULL, NULL, forget_pid);
+}
+
+static pid_t log_pid(void)
+{
+    pthread_once(&pid_once, register_forget_pid);
+    if (cached_pid == 0)
+        cached_pid = getpid();
+    return cached_pid;
+}
 
 static const struct {
     const char *name;
@@ -89,7 +113,7 @@ void log_msgv(enum log_level level, const char *fmt, va_list ap)
     localtime_r(&tv.tv_sec, &tm);
     strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
     fprintf(stderr, "%s.%03ld %s[%ld]%s%s: %s%s%s\n", stamp, (long)(tv.tv_usec / 1000),
-            log_state.ident, (long)getpid(), log_state.process[0] != '\0' ? " " : "",
+            log_state.ident, (long)log_pid(), log_state.process[0] != '\0' ? " " : "",
             log_state.process, level <= LOG_LEVEL_WARNING ? level_names[level] : "",
             level <= LOG_LEVEL_WARNING ? ": " : "", line);
 }

@@ -270,22 +270,29 @@ static void settle(struct finish *f)
     struct qmgr *q = m->q; /* m may be freed below */
     char path[4200];
 
-    append(m, f->after);
-    evbuffer_free(f->after);
     m->jobs_running = 0;
     if (queue_file_pending(m->qf) == 0) {
+        /* every recipient is settled: its records would go with the file,
+         * so they are written only when the file cannot go */
         qmgr_message_path(m->q, m->id, path, sizeof(path));
-        if (unlink(path) < 0 && errno != ENOENT)
+        if (unlink(path) < 0 && errno != ENOENT) {
             log_error("%s: cannot remove: %s", m->id, strerror(errno));
-        else
+            append(m, f->after);
+        } else {
             log_info("%s: removed", m->id);
+        }
+        evbuffer_free(f->after);
         qmgr_message_free(m);
-    } else if (!m->q->stopping) {
-        time_t now = time(NULL);
-        struct timeval tv = { m->qf->next_attempt > now ? m->qf->next_attempt - now : 0, 0 };
-        if (f->failed) /* a bounce could not be queued: try again soon */
-            tv.tv_sec = (time_t)(m->q->p->relay->queue.min_backoff / 1000);
-        evtimer_add(m->timer, &tv);
+    } else {
+        append(m, f->after);
+        evbuffer_free(f->after);
+        if (!m->q->stopping) {
+            time_t now = time(NULL);
+            struct timeval tv = { m->qf->next_attempt > now ? m->qf->next_attempt - now : 0, 0 };
+            if (f->failed) /* a bounce could not be queued: try again soon */
+                tv.tv_sec = (time_t)(m->q->p->relay->queue.min_backoff / 1000);
+            evtimer_add(m->timer, &tv);
+        }
     }
     free(f);
     qmgr_maybe_exit(q);
