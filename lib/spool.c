@@ -65,6 +65,7 @@ struct spool {
     int dir_fd, tmp_fd, queue_fd, hold_fd;
     struct workpool *committer; /* one thread: the commit thread */
     struct sync_crew *crew;     /* the commit thread's helpers, or NULL */
+    uint64_t space_ok_until;    /* spool_has_space: no need to ask before (coarse ms) */
     pthread_mutex_t lock;       /* guards pending, finished, inflight, batch_queued */
     pthread_cond_t idle;        /* signalled when inflight drops */
     struct msg_list pending;    /* queued by the loop, not yet taken by a batch */
@@ -646,15 +647,35 @@ void spool_new_queue_id(struct spool *spool, char *buf, size_t size)
              (unsigned)(spool->counter++ & 0xffff));
 }
 
+/* Free space is asked of the file system at most once a second while
+ * there is plenty (twice min_free and 64 MiB more): one statvfs per message
+ * would cost as much as the rest of MAIL FROM. Close to the limit, every
+ * call asks. */
+#define SPOOL_SPACE_MARGIN (64ull << 20)
+
+static uint64_t coarse_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
 int spool_has_space(struct spool *spool, uint64_t min_free)
 {
     struct statvfs st;
+    uint64_t now = coarse_ms(), avail;
 
+    if (now < spool->space_ok_until)
+        return 1;
     if (fstatvfs(spool->queue_fd, &st) < 0)
         return 0;
     if (st.f_frsize != 0 && st.f_bavail > UINT64_MAX / st.f_frsize)
         return 1;
-    return (uint64_t)st.f_bavail * st.f_frsize >= min_free;
+    avail = (uint64_t)st.f_bavail * st.f_frsize;
+    if (min_free < UINT64_MAX / 4 && avail >= 2 * min_free + SPOOL_SPACE_MARGIN)
+        spool->space_ok_until = now + 1000;
+    return avail >= min_free;
 }
 
 /* ---- start-up recovery ---- */
