@@ -44,6 +44,7 @@ struct chain_session {
     struct chain_result result;
     bool accepted;           /* an ACCEPT was decided: no filter is called again */
     size_t client_symbols;   /* symbols of CONNECT and HELO: kept by reset */
+    size_t client_headers;   /* the same for header fields */
     double client_score;
     const char *accepted_by;
     struct chain_run *run;   /* the stage in progress, or NULL */
@@ -118,6 +119,15 @@ size_t chain_stats(const struct chain *chain, struct chain_filter_stats *out, si
     return n;
 }
 
+bool chain_has_stage(const struct chain *chain, enum filter_stage stage)
+{
+    for (size_t i = 0; i < chain->count; i++) {
+        if (chain->links[i].ops->stage[stage] != NULL)
+            return true;
+    }
+    return false;
+}
+
 /* ---- sessions ---- */
 
 struct chain_session *chain_session_new(struct chain *chain)
@@ -131,9 +141,20 @@ struct chain_session *chain_session_new(struct chain *chain)
     return s;
 }
 
+static void free_headers(struct filter_header *h, size_t from, size_t to)
+{
+    for (size_t i = from; i < to; i++) {
+        free(h[i].name);
+        free(h[i].value);
+        h[i] = (struct filter_header){NULL, NULL};
+    }
+}
+
 void chain_session_reset(struct chain_session *s)
 {
     assert(s->run == NULL);
+    free_headers(s->result.headers, s->client_headers, s->result.header_count);
+    s->result.header_count = s->client_headers;
     s->result.symbol_count = s->client_symbols;
     s->result.score = s->client_score;
     s->result.action = FILTER_ACTION_NONE;
@@ -150,6 +171,7 @@ void chain_session_free(struct chain_session **_s)
         return;
     *_s = NULL;
     chain_run_cancel(s->run);
+    free_headers(s->result.headers, 0, s->result.header_count);
     s->chain->sessions--;
     free(s);
 }
@@ -177,6 +199,8 @@ static void chain_call_on_error(struct filter_call *call, const char *why)
     const char *name = call->link->ops->name;
 
     call->symbol_count = 0;
+    free_headers(call->headers, 0, call->header_count);
+    call->header_count = 0;
     call->score = 0;
     call->action = FILTER_ACTION_NONE;
     call->reply = (struct smtp_status){.code = 0};
@@ -267,10 +291,17 @@ static void chain_default_reply(struct smtp_status *reply, enum filter_action ac
     }
 }
 
-static void chain_merge_call(struct chain_result *res, const struct filter_call *call)
+static void chain_merge_call(struct chain_result *res, struct filter_call *call)
 {
     for (size_t j = 0; j < call->symbol_count && res->symbol_count < CHAIN_SYMBOLS_MAX; j++)
         res->symbols[res->symbol_count++] = call->symbols[j];
+    for (size_t j = 0; j < call->header_count; j++) {
+        if (res->header_count < CHAIN_HEADERS_MAX)
+            res->headers[res->header_count++] = call->headers[j]; /* now the session's */
+        else
+            free_headers(call->headers, j, j + 1);
+    }
+    call->header_count = 0;
     res->score += call->score;
     if (!filter_action_stronger(call->action, res->action))
         return;
@@ -305,6 +336,7 @@ static void chain_merge(struct chain_run *run)
     if (run->stage == FILTER_CONNECT || run->stage == FILTER_HELO) {
         s->client_symbols = res->symbol_count;
         s->client_score = res->score;
+        s->client_headers = res->header_count;
     }
     if (res->action == FILTER_ACTION_ACCEPT) {
         s->accepted = true;
@@ -322,6 +354,8 @@ static void chain_run_free(struct chain_run *run)
         if (run->calls[i].timer != NULL)
             event_free(run->calls[i].timer);
         free(run->calls[i].symbols);
+        free_headers(run->calls[i].headers, 0, run->calls[i].header_count);
+        free(run->calls[i].headers);
     }
     if (run->deliver != NULL)
         event_free(run->deliver);

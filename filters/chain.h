@@ -18,6 +18,7 @@
 #ifndef POSTERN_CHAIN_H
 #define POSTERN_CHAIN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,6 +37,7 @@ struct chain_link {
 };
 
 #define CHAIN_SYMBOLS_MAX 128
+#define CHAIN_HEADERS_MAX 32 /* header fields per transaction */
 
 /* The findings of a session's stages so far (symbols accumulate over the
  * stages of a transaction; the action is the stage's). */
@@ -47,6 +49,10 @@ struct chain_result {
     enum filter_action txn_action;  /* strongest HOLD/QUARANTINE/DISCARD of the transaction */
     struct smtp_status reply;       /* for REJECT/TEMPFAIL/DISCONNECT; code 0 = default */
     const char *action_by;          /* name of the filter that decided, or NULL */
+    /* header fields the filters asked for (filter_call_add_header), in link
+     * order per stage; kept like the symbols (the client's stay) */
+    struct filter_header headers[CHAIN_HEADERS_MAX];
+    size_t header_count;
 };
 
 struct chain_filter_stats {
@@ -78,5 +84,9 @@ struct chain_run *chain_run(struct chain_session *s, enum filter_stage stage,
 void chain_run_cancel(struct chain_run *run);
 
 size_t chain_stats(const struct chain *chain, struct chain_filter_stats *out, size_t max);
+
+/* True when some filter of the chain looks at stage (so its input is worth
+ * preparing, e.g. the content for FILTER_EOM). */
+bool chain_has_stage(const struct chain *chain, enum filter_stage stage);
 
 #endif

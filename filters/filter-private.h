@@ -38,6 +38,8 @@ struct filter_call {
     struct filter_symbol *symbols;
     size_t symbol_count, symbol_alloc;
     double score;
+    struct filter_header *headers; /* filter_call_add_header, in order */
+    size_t header_count;
     bool hit;
     enum filter_action action;
     struct smtp_status reply;

@@ -86,6 +86,58 @@ void filter_call_symbol(struct filter_call *call, const char *name, double score
     snprintf(sym->text, sizeof(sym->text), "%s", text == NULL ? "" : text);
 }
 
+static bool header_name_ok(const char *name)
+{
+    size_t n = strlen(name);
+
+    if (n == 0 || n > FILTER_HEADER_NAME_MAX)
+        return false;
+    for (; *name != '\0'; name++) {
+        if (*name < 33 || *name > 126 || *name == ':')
+            return false;
+    }
+    return true;
+}
+
+/* Printable ASCII; CR LF only as a fold (followed by a space or tab). */
+static bool header_value_ok(const char *value)
+{
+    if (strlen(value) > FILTER_HEADER_VALUE_MAX)
+        return false;
+    for (const char *p = value; *p != '\0'; p++) {
+        if (*p == '\r' && p[1] == '\n' && (p[2] == ' ' || p[2] == '\t')) {
+            p++;
+            continue;
+        }
+        if ((*p < 32 && *p != '\t') || *p > 126)
+            return false;
+    }
+    return true;
+}
+
+int filter_call_add_header(struct filter_call *call, const char *name, const char *value)
+{
+    struct filter_header *grown;
+
+    assert(filter_call_live(call));
+    if (!header_name_ok(name) || !header_value_ok(value) ||
+        call->header_count >= CHAIN_HEADERS_MAX)
+        return -1;
+    grown = realloc(call->headers, (call->header_count + 1) * sizeof(*grown));
+    if (grown == NULL)
+        return -1;
+    call->headers = grown;
+    grown[call->header_count].name = strdup(name);
+    grown[call->header_count].value = strdup(value);
+    if (grown[call->header_count].name == NULL || grown[call->header_count].value == NULL) {
+        free(grown[call->header_count].name);
+        free(grown[call->header_count].value);
+        return -1;
+    }
+    call->header_count++;
+    return 0;
+}
+
 /* Whether code fits the action; a nonsense code gets the chain's default. */
 static bool filter_reply_fits(enum filter_action action, unsigned code)
 {

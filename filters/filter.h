@@ -97,6 +97,13 @@ struct filter_txn {
  * ("DNSWL_", "SPF_PASS"). */
 bool filter_txn_has_symbol(const struct filter_txn *txn, const char *prefix);
 
+#define FILTER_HEADER_NAME_MAX 64
+#define FILTER_HEADER_VALUE_MAX 4000
+
+struct filter_header {
+    char *name, *value;
+};
+
 struct filter_call;
 
 struct filter_ops {
@@ -117,6 +124,14 @@ void filter_call_symbol(struct filter_call *call, const char *name, double score
 void filter_call_action(struct filter_call *call, enum filter_action action, unsigned code,
                         const char *enhanced, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
+/* Asks for a header field on the message when it is accepted (written
+ * before the content at delivery: Received-SPF, Authentication-Results).
+ * name: 1..FILTER_HEADER_NAME_MAX printable characters without ':'; value:
+ * printable ASCII, at most FILTER_HEADER_VALUE_MAX octets, may be folded
+ * ("\r\n\t"). Returns 0, or -1 (bad field, out of memory, over the
+ * chain's limit of fields) and nothing is added. */
+int filter_call_add_header(struct filter_call *call, const char *name, const char *value);
+
 /* Per-call room for the filter's own state while pending. */
 void filter_call_set_data(struct filter_call *call, void *data);
 void *filter_call_data(const struct filter_call *call);

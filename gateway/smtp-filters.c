@@ -19,6 +19,7 @@
 #include "lib/dns.h"
 #include "lib/kv.h"
 #include "lib/log.h"
+#include "lib/spool.h"
 #include "policy/policy.h"
 
 struct smtp_filters {
@@ -99,6 +100,8 @@ static int fill_rcpts(struct filter_sess *fs, const struct smtp_txn *t)
     return 0;
 }
 
+static struct chain *listener_chain(struct smtp_filters *f, const struct smtp_session *s);
+
 static int fill_txn(struct filter_sess *fs, enum smtp_stage stage)
 {
     const struct smtp_session *s = fs->s;
@@ -132,6 +135,10 @@ static int fill_txn(struct filter_sess *fs, enum smtp_stage stage)
     }
     if (stage >= SMTP_STAGE_DATA && fill_rcpts(fs, t) < 0)
         return -1;
+    if (stage == SMTP_STAGE_EOM && t->msg != NULL &&
+        chain_has_stage(listener_chain(fs->f, s), FILTER_EOM) &&
+        spool_msg_content(t->msg, &x->content_fd, &x->content_off, &x->content_len) < 0)
+        return -1;
     x->rcpts = (const char *const *)fs->rcpts;
     x->rcpt_count = fs->rcpt_count;
     return 0;
@@ -164,9 +171,12 @@ static void on_chain_done(void *ctx, const struct chain_result *res)
      * add them is logged; the message is not refused for it) */
     if (final && fs->s->txn != NULL &&
         (r.verdict == SMTP_VERDICT_CONTINUE || r.verdict == SMTP_VERDICT_ACCEPT ||
-         r.verdict == SMTP_VERDICT_HOLD))
+         r.verdict == SMTP_VERDICT_HOLD)) {
+        for (size_t i = 0; i < res->header_count; i++)
+            (void)add_header(fs->s->txn, res->headers[i].name, res->headers[i].value);
         (void)policy_headers(&cfg->filtering.policy, &d, res, cfg->server.hostname, add_header,
                              fs->s->txn);
+    }
     fs->done(fs->s, &r);
 }
 

@@ -347,6 +347,16 @@ static int msg_flush(struct spool_msg *msg)
     return 0;
 }
 
+int spool_msg_content(struct spool_msg *msg, int *fd_r, uint64_t *offset_r, uint64_t *length_r)
+{
+    if (msg_flush(msg) < 0)
+        return -1;
+    *fd_r = msg->fd;
+    *offset_r = SPOOL_HEADER_LEN;
+    *length_r = msg->content_len;
+    return 0;
+}
+
 /* Buffers data; what does not fit after a flush is written directly. */
 static int msg_append(struct spool_msg *msg, const void *data, size_t len)
 {

@@ -58,6 +58,12 @@ int spool_msg_write_evbuffer(struct spool_msg *msg, struct evbuffer *buf);
 
 uint64_t spool_msg_size(const struct spool_msg *msg);
 
+/* For checks that read the message before it is committed (the filters'
+ * end-of-message stage): writes out what is buffered and gives the file
+ * and where the content lies in it, to read with pread. The descriptor
+ * stays the spool's. Returns 0, or -1 with errno (the sticky error). */
+int spool_msg_content(struct spool_msg *msg, int *fd_r, uint64_t *offset_r, uint64_t *length_r);
+
 /* error is 0 when the message is durable in queue/ (hold/ for
  * spool_msg_commit_hold), else an errno value (and no file is left behind). */
 typedef void spool_commit_cb(void *ctx, int error);

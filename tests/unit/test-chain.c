@@ -26,8 +26,10 @@
 
 #include "filters/chain.h"
 #include "filters/filter.h"
+#include "tests/unit/loop-test.h"
 
 #define MAX_FILTERS 4
+#define RUN_MAX_MS 5000 /* a result not in by then never comes */
 #define ALL_STAGES ((1u << FILTER_STAGES) - 1)
 
 enum tf_kind {
@@ -49,6 +51,7 @@ struct tf_spec {
     enum filter_on_error on_error;
     unsigned timeout_ms;
     unsigned stages;           /* bit per stage hooked; 0 = all */
+    bool header;               /* adds "X-<name>: <stage>" (and tries bad fields) */
 };
 
 struct env;
@@ -91,6 +94,17 @@ static void tf_findings(struct tf *tf, struct filter_call *call)
     for (unsigned i = 0; i < tf->spec.nsym; i++) {
         snprintf(name, sizeof(name), "%s_%u", tf->spec.name, i);
         filter_call_symbol(call, name, tf->spec.score, i == 0 ? "first" : NULL);
+    }
+    if (tf->spec.header) {
+        snprintf(name, sizeof(name), "X-%s", tf->spec.name);
+        assert_int_equal(filter_call_add_header(call, name,
+                                                filter_stage_name(filter_call_stage(call))), 0);
+        /* fields that could break the message are refused */
+        assert_int_equal(filter_call_add_header(call, "Bad:Name", "v"), -1);
+        assert_int_equal(filter_call_add_header(call, "", "v"), -1);
+        assert_int_equal(filter_call_add_header(call, "X-Ok", "line\r\nInjected: yes"), -1);
+        assert_int_equal(filter_call_add_header(call, "X-Ok", "bare\nLF"), -1);
+        assert_int_equal(filter_call_add_header(call, "X-Ok", "8bit \xe9"), -1);
     }
     if (tf->spec.action != FILTER_ACTION_NONE)
         filter_call_action(call, tf->spec.action, tf->spec.code,
@@ -204,6 +218,11 @@ static void waiter_done(void *ctx, const struct chain_result *res)
     w->res = *res;
 }
 
+static bool waiter_called(const void *ctx)
+{
+    return ((const struct waiter *)ctx)->calls != 0;
+}
+
 static const struct filter_txn test_txn = {.listener = "test", .client_addr = "192.0.2.1",
                                            .client_name = "unknown", .content_fd = -1};
 
@@ -219,21 +238,11 @@ static void env_run(struct env *env, enum filter_stage stage, struct waiter *w)
     w->in_run = false;
     assert_non_null(run);
     assert_int_equal(w->calls, 0);
-    while (w->calls == 0)
-        assert_int_equal(event_base_loop(env->base, EVLOOP_ONCE), 0);
+    loop_run_until(env->base, waiter_called, w, RUN_MAX_MS);
     assert_int_equal(w->calls, 1);
     assert_false(w->called_in_run);
     assert_int_equal(w->res.symbol_count, chain_session_result(env->s)->symbol_count);
     assert_int_equal(w->res.action, chain_session_result(env->s)->action);
-}
-
-/* Lets the loop run for ms (for checks that something does not happen). */
-static void env_idle(struct env *env, unsigned ms)
-{
-    struct timeval tv = {.tv_sec = 0, .tv_usec = ms * 1000};
-
-    event_base_loopexit(env->base, &tv);
-    event_base_dispatch(env->base);
 }
 
 /* ---- the table: one CONNECT stage per row ---- */
@@ -377,7 +386,7 @@ static void test_table(void **state)
         env_build(&env, rows[i].f);
         env_run(&env, FILTER_CONNECT, &w);
         check_row(&rows[i], &env, &w.res);
-        env_idle(&env, 5); /* nothing late: no second callback, no late cancel */
+        loop_run_for(env.base, 5); /* nothing late: no second callback, no late cancel */
         assert_int_equal(w.calls, 1);
         check_row(&rows[i], &env, &w.res);
         env_free(&env);
@@ -485,6 +494,37 @@ static void test_accept_sticks(void **state)
     env_free(&env);
 }
 
+/* Header fields: kept in link order, the client's (CONNECT) across a
+ * reset, a failed call's dropped, folded values allowed. */
+static void test_headers(void **state)
+{
+    const struct tf_spec specs[] = {
+        {.name = "a", .header = true, .stages = (1u << FILTER_CONNECT) | (1u << FILTER_MAIL)},
+        {.name = "b", .kind = TF_ERROR, .header = true, .on_error = FILTER_ON_ERROR_SKIP},
+        {.name = "c", .kind = TF_PENDING, .delay_ms = 1, .header = true,
+         .stages = 1u << FILTER_MAIL},
+        {.name = NULL}};
+    static struct waiter w;
+    static struct env env;
+    const struct chain_result *r;
+
+    (void)state;
+    env_build(&env, specs);
+    env_run(&env, FILTER_CONNECT, &w);
+    r = chain_session_result(env.s);
+    assert_int_equal(r->header_count, 1);
+    assert_string_equal(r->headers[0].name, "X-a");
+    assert_string_equal(r->headers[0].value, filter_stage_name(FILTER_CONNECT));
+    env_run(&env, FILTER_MAIL, &w);
+    r = chain_session_result(env.s);
+    assert_int_equal(r->header_count, 3);
+    assert_string_equal(r->headers[1].name, "X-a");
+    assert_string_equal(r->headers[2].name, "X-c");
+    chain_session_reset(env.s);
+    assert_int_equal(chain_session_result(env.s)->header_count, 1);
+    env_free(&env);
+}
+
 static const struct tf_spec cancel_specs[] = {
     {.name = "sync", .nsym = 1},
     {.name = "pending", .kind = TF_PENDING, .delay_ms = 10, .nsym = 1, .timeout_ms = 20},
@@ -504,7 +544,7 @@ static void test_run_cancel(void **state)
     run = chain_run(env.s, FILTER_HELO, &test_txn, waiter_done, &w);
     assert_non_null(run);
     chain_run_cancel(run);
-    env_idle(&env, 50);
+    loop_run_for(env.base, 50);
     assert_int_equal(w.calls, 0);
     assert_int_equal(env.tf[0].cancels, 0);
     assert_int_equal(env.tf[1].cancels, 1);
@@ -529,7 +569,7 @@ static void test_cancel_queued_and_free(void **state)
     (void)state;
     env_build(&env, sync_only);
     chain_run_cancel(chain_run(env.s, FILTER_HELO, &test_txn, waiter_done, &w));
-    env_idle(&env, 5);
+    loop_run_for(env.base, 5);
     assert_int_equal(w.calls, 0);
     assert_int_equal(chain_session_result(env.s)->symbol_count, 0);
     env_free(&env);
@@ -539,7 +579,7 @@ static void test_cancel_queued_and_free(void **state)
     chain_session_free(&env.s);
     assert_int_equal(env.tf[1].cancels, 1);
     assert_int_equal(env.tf[2].cancels, 1);
-    env_idle(&env, 50);
+    loop_run_for(env.base, 50);
     assert_int_equal(w.calls, 0);
     env_free(&env);
 }
@@ -628,6 +668,7 @@ int main(void)
         cmocka_unit_test(test_completion_order),
         cmocka_unit_test(test_stages_accumulate),
         cmocka_unit_test(test_accept_sticks),
+        cmocka_unit_test(test_headers),
         cmocka_unit_test(test_run_cancel),
         cmocka_unit_test(test_cancel_queued_and_free),
         cmocka_unit_test(test_stats),
