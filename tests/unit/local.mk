@@ -16,6 +16,11 @@ UNIT_TESTS += tests/unit/test-chain
 check_PROGRAMS += $(UNIT_TESTS)
 TESTS += $(UNIT_TESTS)
 UNIT_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
+# The fixtures shared by several tests, one concern each (see their headers).
+UNIT_LOOP = tests/unit/loop-test.c tests/unit/loop-test.h
+UNIT_KV = tests/unit/kv-test.c tests/unit/kv-test.h
+UNIT_CONFIG = tests/unit/config-test.c tests/unit/config-test.h
+UNIT_FILTER = tests/unit/filter-test.c tests/unit/filter-test.h
 UNIT_LIBS = $(GATEWAY_LIBS) $(CMOCKA_LIBS)
 
 tests_unit_test_config_CFLAGS = $(UNIT_CFLAGS)
@@ -41,22 +46,32 @@ tests_unit_test_netaddr_LDADD = $(UNIT_LIBS)
 tests_unit_test_dns_SOURCES = tests/unit/test-dns.c tests/unit/dns-test.c tests/unit/dns-test.h
 tests_unit_test_dns_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_dns_LDADD = $(UNIT_LIBS)
+tests_unit_test_kv_SOURCES = tests/unit/test-kv.c $(UNIT_KV) $(UNIT_LOOP)
 tests_unit_test_kv_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_kv_LDADD = $(UNIT_LIBS)
+tests_unit_test_chain_SOURCES = tests/unit/test-chain.c $(UNIT_LOOP)
 tests_unit_test_chain_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_chain_LDADD = $(UNIT_LIBS)
 UNIT_TESTS += tests/unit/test-policy
+tests_unit_test_policy_SOURCES = tests/unit/test-policy.c $(UNIT_CONFIG)
 tests_unit_test_policy_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_policy_LDADD = $(UNIT_LIBS)
 UNIT_TESTS += tests/unit/test-dnsbl
+tests_unit_test_dnsbl_SOURCES = tests/unit/test-dnsbl.c $(UNIT_CONFIG) $(UNIT_FILTER) $(UNIT_LOOP)
 tests_unit_test_dnsbl_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_dnsbl_LDADD = $(UNIT_LIBS)
 UNIT_TESTS += tests/unit/test-greylist
+tests_unit_test_greylist_SOURCES = tests/unit/test-greylist.c $(UNIT_KV) $(UNIT_CONFIG) \
+	$(UNIT_FILTER) $(UNIT_LOOP)
 tests_unit_test_greylist_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_greylist_LDADD = $(UNIT_LIBS)
 UNIT_TESTS += tests/unit/test-dha
+tests_unit_test_dha_SOURCES = tests/unit/test-dha.c $(UNIT_KV) $(UNIT_CONFIG) $(UNIT_FILTER) \
+	$(UNIT_LOOP)
 tests_unit_test_dha_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_dha_LDADD = $(UNIT_LIBS)
 UNIT_TESTS += tests/unit/test-ratelimit
+tests_unit_test_ratelimit_SOURCES = tests/unit/test-ratelimit.c $(UNIT_KV) $(UNIT_CONFIG) \
+	$(UNIT_FILTER) $(UNIT_LOOP)
 tests_unit_test_ratelimit_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_ratelimit_LDADD = $(UNIT_LIBS)

@@ -25,20 +25,12 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 
 #include <event2/event.h>
 
@@ -47,19 +39,15 @@
 #include "filters/dha.h"
 #include "gateway/server-config.h"
 #include "lib/kv.h"
+#include "tests/unit/config-test.h"
+#include "tests/unit/filter-test.h"
+#include "tests/unit/kv-test.h"
+#include "tests/unit/loop-test.h"
 
-#define REDIS_PATH "/usr/bin/redis-server"
 #define KV_TIMEOUT_MS 500
+#define RUN_MAX_MS 10000
 #define DELAY_MS 300
 #define SLACK_MS 250 /* what a loaded machine may add to a timed reply */
-
-static long now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
 
 /* ---- the directory ---- */
 
@@ -166,38 +154,13 @@ static void test_directory_bad_entries(void **state)
 
 /* ---- config ---- */
 
-#define LISTENER "listeners = ( { name = \"mx\"; address = [\"127.0.0.1:2525\"]; } );\n"
-
-static char *write_temp(const char *prefix, const char *text)
-{
-    char *path = malloc(64);
-    int fd;
-    FILE *f;
-
-    assert_non_null(path);
-    snprintf(path, 64, "/tmp/%s-XXXXXX", prefix);
-    fd = mkstemp(path);
-    assert_true(fd >= 0);
-    f = fdopen(fd, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-    return path;
-}
-
 /* Loads "filters = ( { name = "dha"; <keys> } );" */
 static struct postern_config *load_filter(const char *keys, struct cfg_errors *errs)
 {
     char text[4096];
-    char *path;
-    struct postern_config *cfg;
 
-    snprintf(text, sizeof(text), LISTENER "filters = ( { name = \"dha\";\n%s\n} );\n", keys);
-    path = write_temp("test-dha-conf", text);
-    cfg = postern_config_load(path, errs);
-    unlink(path);
-    free(path);
-    return cfg;
+    snprintf(text, sizeof(text), "filters = ( { name = \"dha\";\n%s\n} );", keys);
+    return config_test_load(text, errs);
 }
 
 static const struct {
@@ -224,12 +187,7 @@ static void test_config(void **state)
     for (size_t i = 0; i < sizeof(config_rows) / sizeof(config_rows[0]); i++) {
         struct cfg_errors errs = {0};
         struct postern_config *cfg = load_filter(config_rows[i].keys, &errs);
-        if (config_rows[i].error == NULL && cfg == NULL)
-            fail_msg("row %zu: %s", i, errs.count ? errs.msgs[0] : "?");
-        if (config_rows[i].error != NULL &&
-            (cfg != NULL || errs.count == 0 || strstr(errs.msgs[0], config_rows[i].error) == NULL))
-            fail_msg("row %zu: error \"%s\" lacks \"%s\"", i, errs.count ? errs.msgs[0] : "",
-                     config_rows[i].error);
+        config_test_expect(i, cfg, &errs, config_rows[i].error);
         if (i == 0) {
             const struct dha_settings *s = cfg->filtering.filters[0].settings;
             assert_true(cfg->filtering.uses_kv);
@@ -255,14 +213,14 @@ static void test_config(void **state)
 
 static void test_config_file(void **state)
 {
-    char *good = write_temp("test-dha-rcpts", "# known recipients\n"
-                                              "\n"
-                                              "  alice@example.test   # a comment\n"
-                                              "@catchall.test\n"
-                                              "bob@example.test\r\n");
-    char *bad = write_temp("test-dha-rcpts", "alice@example.test\n"
-                                             "# fine so far\n"
-                                             "bob@@example.test\n");
+    char *good = config_test_file("test-dha-rcpts", "# known recipients\n"
+                                                    "\n"
+                                                    "  alice@example.test   # a comment\n"
+                                                    "@catchall.test\n"
+                                                    "bob@example.test\r\n");
+    char *bad = config_test_file("test-dha-rcpts", "alice@example.test\n"
+                                                   "# fine so far\n"
+                                                   "bob@@example.test\n");
     char keys[256], want[128];
     struct cfg_errors errs = {0};
     struct postern_config *cfg;
@@ -312,11 +270,8 @@ struct stub {
 };
 
 struct env {
-    enum kv_backend backend;
-    char dir[64];
+    struct kv_test kt; /* first, for kv_test_group_setup */
     char prefix[32];
-    pid_t redis_pid;
-    int redis_port;
     unsigned serial;
     struct event_base *base;
     struct kv *kv;
@@ -324,8 +279,7 @@ struct env {
     struct filter_verifier verifier;
     struct filter_env fenv;
     struct postern_config *cfg;
-    void *instance;
-    struct chain *chain;
+    struct filter_test ft;
 };
 
 static void stub_fire(evutil_socket_t fd, short what, void *arg)
@@ -371,133 +325,28 @@ static void stub_cancel(void *vctx, void *handle)
 
 /* -- Redis, LMDB -- */
 
-static int free_tcp_port(void)
-{
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(sin);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int port = -1;
-
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&sin, &len) == 0)
-        port = ntohs(sin.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
-
-static bool redis_ping(int port)
-{
-    struct sockaddr_in sin = {.sin_family = AF_INET,
-                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
-                              .sin_port = htons((uint16_t)port)};
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    char buf[16] = "";
-    bool ok = false;
-
-    if (fd >= 0 && connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
-        write(fd, "PING\r\n", 6) == 6 && read(fd, buf, sizeof(buf) - 1) > 0)
-        ok = strncmp(buf, "+PONG", 5) == 0;
-    if (fd >= 0)
-        close(fd);
-    return ok;
-}
-
-static int redis_start(struct env *e)
-{
-    char port[16], log[128];
-
-    snprintf(port, sizeof(port), "%d", e->redis_port);
-    snprintf(log, sizeof(log), "%s/redis.log", e->dir);
-    e->redis_pid = fork();
-    if (e->redis_pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        execl(REDIS_PATH, REDIS_PATH, "--port", port, "--bind", "127.0.0.1", "--dir", e->dir,
-              "--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", log,
-              (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 300 && e->redis_pid > 0; i++) {
-        if (redis_ping(e->redis_port))
-            return 0;
-        usleep(10000);
-    }
-    return -1;
-}
-
-static void redis_stop(struct env *e)
-{
-    if (e->redis_pid <= 0)
-        return;
-    kill(e->redis_pid, SIGCONT);
-    kill(e->redis_pid, SIGKILL);
-    waitpid(e->redis_pid, NULL, 0);
-    e->redis_pid = 0;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static int group_setup(void **state, enum kv_backend backend)
-{
-    struct env *e = calloc(1, sizeof(*e));
-
-    if (e == NULL)
-        return -1;
-    e->backend = backend;
-    snprintf(e->dir, sizeof(e->dir), "/tmp/test-dha.XXXXXX");
-    if (mkdtemp(e->dir) == NULL)
-        return -1;
-    *state = e;
-    if (backend == KV_BACKEND_REDIS) {
-        e->redis_port = free_tcp_port();
-        if (e->redis_port < 0 || redis_start(e) < 0)
-            return -1;
-    }
-    return 0;
-}
-
 static int group_setup_lmdb(void **state)
 {
-    return group_setup(state, KV_BACKEND_LMDB);
+    return kv_test_group_setup(state, sizeof(struct env), KV_BACKEND_LMDB, "test-dha");
 }
 
 static int group_setup_redis(void **state)
 {
-    return group_setup(state, KV_BACKEND_REDIS);
-}
-
-static int group_teardown(void **state)
-{
-    struct env *e = *state;
-
-    redis_stop(e);
-    nftw(e->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    free(e);
-    return 0;
+    return kv_test_group_setup(state, sizeof(struct env), KV_BACKEND_REDIS, "test-dha");
 }
 
 /* Each test: a fresh loop and store (its own LMDB dir, its own Redis prefix). */
 static int test_setup(void **state)
 {
     struct env *e = *state;
-    char lmdb[96], addr[64], err[256];
-    struct kv_config kc = {.backend = e->backend, .timeout_ms = KV_TIMEOUT_MS};
+    char lmdb[32], err[256];
 
     e->serial++;
     snprintf(e->prefix, sizeof(e->prefix), "t%u:%ld:", e->serial, (long)getpid());
-    snprintf(lmdb, sizeof(lmdb), "%s/state%u", e->dir, e->serial);
-    snprintf(addr, sizeof(addr), "127.0.0.1:%d", e->redis_port);
-    kc.lmdb_dir = lmdb;
-    kc.redis_address = addr;
-    kc.redis_prefix = e->prefix;
+    snprintf(lmdb, sizeof(lmdb), "state%u", e->serial);
     e->base = event_base_new();
-    if (e->base == NULL || kv_new(e->base, &kc, &e->kv, err, sizeof(err)) < 0) {
+    if (e->base == NULL || kv_test_open(&e->kt, e->base, lmdb, e->prefix, KV_TIMEOUT_MS, &e->kv,
+                                        err, sizeof(err)) < 0) {
         fprintf(stderr, "kv_new: %s\n", err);
         return -1;
     }
@@ -513,10 +362,7 @@ static int test_teardown(void **state)
 {
     struct env *e = *state;
 
-    chain_free(&e->chain);
-    if (e->instance != NULL)
-        dha_module.destroy(e->instance);
-    e->instance = NULL;
+    filter_test_close(&e->ft);
     postern_config_free(&e->cfg);
     kv_free(&e->kv);
     event_base_free(e->base);
@@ -531,52 +377,29 @@ static int test_teardown(void **state)
 /* Makes the filter from keys (after the directory) and a chain with it. */
 static void filter_open(struct env *e, const char *keys)
 {
-    char text[2048], err[256];
+    char text[2048];
     struct cfg_errors errs = {0};
-    const struct filter_instance_settings *fi;
 
     snprintf(text, sizeof(text), DIRECTORY "timeout = \"3s\";\n%s", keys);
     e->cfg = load_filter(text, &errs);
     if (e->cfg == NULL)
         fail_msg("config: %s", errs.count ? errs.msgs[0] : "?");
-    fi = &e->cfg->filtering.filters[0];
-    if (dha_module.create(&e->fenv, fi->settings, &e->instance, err, sizeof(err)) < 0)
-        fail_msg("create: %s", err);
-    const struct dha_settings *s = fi->settings;
-    struct chain_link link = {.ops = dha_module.ops,
-                              .instance = e->instance,
-                              .on_error = (enum filter_on_error)s->common.on_error,
-                              .timeout_ms = (unsigned)s->common.timeout};
-    e->chain = chain_new(e->base, &link, 1);
-    assert_non_null(e->chain);
+    filter_test_open(&e->ft, &dha_module, &e->fenv, e->cfg->filtering.filters[0].settings);
 }
 
 struct outcome {
-    bool done;
     enum filter_action action;
     struct smtp_status reply;
     char symbols[256]; /* "NAME(text) NAME(text)" */
     long ms;
 };
 
-static void on_done(void *ctx, const struct chain_result *res)
-{
-    struct outcome *o = ctx;
-    size_t n = 0;
-
-    o->done = true;
-    o->action = res->action;
-    o->reply = res->reply;
-    for (size_t i = 0; i < res->symbol_count && n < sizeof(o->symbols); i++)
-        n += (size_t)snprintf(o->symbols + n, sizeof(o->symbols) - n, "%s%s(%s)", i ? " " : "",
-                              res->symbols[i].name, res->symbols[i].text);
-}
-
 /* Runs one stage for client and rcpt (NULL at CONNECT) on a new session. */
 static struct outcome run(struct env *e, enum filter_stage stage, const char *client,
                           const char *rcpt, enum filter_direction dir)
 {
-    struct outcome o = {.done = false};
+    static struct filter_test_result r;
+    struct outcome o = {.ms = 0};
     struct filter_txn txn = {.listener = "mx",
                              .direction = dir,
                              .client_addr = client,
@@ -584,17 +407,18 @@ static struct outcome run(struct env *e, enum filter_stage stage, const char *cl
                              .sender = "s@sender.test",
                              .rcpt = rcpt,
                              .content_fd = -1};
-    struct chain_session *s = chain_session_new(e->chain);
-    long start = now_ms();
+    struct chain_session *s = chain_session_new(e->ft.chain);
+    size_t n = 0;
 
     assert_int_equal(netaddr_parse(client, &txn.client), 0);
     assert_non_null(s);
-    assert_non_null(chain_run(s, stage, &txn, on_done, &o));
-    for (int i = 0; i < 10000 && !o.done; i++)
-        assert_int_equal(event_base_loop(e->base, EVLOOP_ONCE), 0);
-    assert_true(o.done);
-    o.ms = now_ms() - start;
+    o.ms = filter_test_run(e->base, s, stage, &txn, &r, RUN_MAX_MS);
     chain_session_free(&s);
+    o.action = r.res.action;
+    o.reply = r.res.reply;
+    for (size_t i = 0; i < r.res.symbol_count && n < sizeof(o.symbols); i++)
+        n += (size_t)snprintf(o.symbols + n, sizeof(o.symbols) - n, "%s%s(%s)", i ? " " : "",
+                              r.res.symbols[i].name, r.res.symbols[i].text);
     return o;
 }
 
@@ -621,15 +445,6 @@ static void expect(const struct outcome *o, enum filter_action action, unsigned 
 static bool has_symbol(const struct outcome *o, const char *name)
 {
     return strstr(o->symbols, name) != NULL;
-}
-
-/* Lets the loop run for ms (timers, late answers). */
-static void idle(struct env *e, long ms)
-{
-    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
-
-    event_base_loopexit(e->base, &tv);
-    event_base_dispatch(e->base);
 }
 
 static void test_known_unknown(void **state)
@@ -801,7 +616,7 @@ static void test_block(void **state)
     o = connect_(e, "192.0.2.31");
     expect(&o, FILTER_ACTION_NONE, 0, NULL);
     /* after block_time the client is let in again */
-    idle(e, 1100 - (now_ms() - blocked_at));
+    loop_run_for(e->base, 1100 - (now_ms() - blocked_at));
     o = connect_(e, "192.0.2.30");
     expect(&o, FILTER_ACTION_NONE, 0, NULL);
     o = rcpt(e, "192.0.2.30", "alice@example.test"); /* the window is over too */
@@ -879,13 +694,13 @@ static void test_verify_timeout(void **state)
         -1);
     assert_null(inst);
     assert_non_null(strstr(err, "verify_domains needs a recipient verifier"));
-    chain_free(&e->chain);
+    chain_free(&e->ft.chain);
     struct chain_link link = {.ops = dha_module.ops,
-                              .instance = e->instance,
+                              .instance = e->ft.instance,
                               .on_error = FILTER_ON_ERROR_SKIP,
                               .timeout_ms = 100};
-    e->chain = chain_new(e->base, &link, 1);
-    assert_non_null(e->chain);
+    e->ft.chain = chain_new(e->base, &link, 1);
+    assert_non_null(e->ft.chain);
     e->stub.delay_ms = 1000;
     o = rcpt(e, "192.0.2.41", "good2@verify.test");
     expect(&o, FILTER_ACTION_NONE, 0, NULL);
@@ -903,14 +718,14 @@ static void test_redis_faults(void **state)
     filter_open(e, "delay = \"0\";");
     o = rcpt(e, "192.0.2.50", "mallory@example.test");
     expect(&o, FILTER_ACTION_REJECT, 550, "5.1.1");
-    kill(e->redis_pid, SIGSTOP);
+    kv_test_redis_pause(&e->kt);
     o = rcpt(e, "192.0.2.50", "mallory@example.test");
-    kill(e->redis_pid, SIGCONT);
+    kv_test_redis_resume(&e->kt);
     expect(&o, FILTER_ACTION_NONE, 0, NULL);
     assert_true(has_symbol(&o, "DHA_ERROR"));
     if (o.ms < KV_TIMEOUT_MS - 10 || o.ms > KV_TIMEOUT_MS + SLACK_MS)
         fail_msg("hung store: answered after %ldms", o.ms);
-    redis_stop(e);
+    kv_test_redis_stop(&e->kt);
     o = connect_(e, "192.0.2.50");
     expect(&o, FILTER_ACTION_NONE, 0, NULL);
     assert_true(has_symbol(&o, "DHA_ERROR"));
@@ -940,12 +755,11 @@ int main(void)
 
     signal(SIGPIPE, SIG_IGN);
     failed = cmocka_run_group_tests_name("dha", plain_tests, NULL, NULL);
-    failed += cmocka_run_group_tests_name("dha-lmdb", lmdb_tests, group_setup_lmdb, group_teardown);
-    if (access(REDIS_PATH, X_OK) != 0) {
-        fprintf(stderr, "test-dha: %s not installed: Redis half skipped\n", REDIS_PATH);
+    failed += cmocka_run_group_tests_name("dha-lmdb", lmdb_tests, group_setup_lmdb,
+                                          kv_test_group_teardown);
+    if (!kv_test_have_redis("test-dha"))
         return failed != 0 ? 1 : 77;
-    }
-    failed +=
-        cmocka_run_group_tests_name("dha-redis", redis_tests, group_setup_redis, group_teardown);
+    failed += cmocka_run_group_tests_name("dha-redis", redis_tests, group_setup_redis,
+                                          kv_test_group_teardown);
     return failed != 0 ? 1 : 0;
 }

@@ -15,9 +15,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include <cmocka.h>
 
 #include <event2/event.h>
@@ -25,6 +23,10 @@
 #include "filters/chain.h"
 #include "filters/dnsbl.h"
 #include "gateway/server-config.h"
+#include "tests/unit/config-test.h"
+#include "tests/unit/filter-test.h"
+
+#define RUN_MAX_MS 5000
 
 static const struct {
     const char *addr, *zone, *name;
@@ -165,7 +167,6 @@ static void test_rcpt_exempt(void **state)
 
 /* ---- config ---- */
 
-#define LISTENER "listeners = ( { name = \"mx\"; address = [\"127.0.0.1:2525\"]; } );\n"
 #define DNSBL(keys) "filters = ( { name = \"dnsbl\"; " keys " } );"
 #define LIST(keys) "lists = ( { zone = \"bl.test\"; " keys " } );"
 
@@ -262,20 +263,6 @@ static const struct {
                       "} );")},
 };
 
-static struct postern_config *load(const char *filters, struct cfg_errors *errs)
-{
-    char path[] = "/tmp/test-dnsbl-XXXXXX";
-    int fd = mkstemp(path);
-    FILE *f = fd < 0 ? NULL : fdopen(fd, "w");
-
-    assert_non_null(f);
-    fprintf(f, LISTENER "%s\n", filters);
-    fclose(f);
-    struct postern_config *cfg = postern_config_load(path, errs);
-    unlink(path);
-    return cfg;
-}
-
 static void check_row0(const struct postern_config *cfg)
 {
     const struct dnsbl_settings *d;
@@ -331,13 +318,8 @@ static void test_config(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof(configs) / sizeof(configs[0]); i++) {
         struct cfg_errors errs = {0};
-        struct postern_config *cfg = load(configs[i].filters, &errs);
-        if (configs[i].error == NULL && cfg == NULL)
-            fail_msg("row %zu: %s", i, errs.count ? errs.msgs[0] : "?");
-        if (configs[i].error != NULL &&
-            (cfg != NULL || errs.count == 0 || strstr(errs.msgs[0], configs[i].error) == NULL))
-            fail_msg("row %zu: error \"%s\" lacks \"%s\"", i, errs.count ? errs.msgs[0] : "",
-                     configs[i].error);
+        struct postern_config *cfg = config_test_load(configs[i].filters, &errs);
+        config_test_expect(i, cfg, &errs, configs[i].error);
         if (i == 0)
             check_row0(cfg);
         if (i == 1)
@@ -356,8 +338,7 @@ struct fx {
     struct dnsbl *d;
     struct chain *chain;
     struct chain_session *s;
-    int calls;
-    struct chain_result res;
+    struct chain_result res; /* of the last fx_run */
 };
 
 /* An instance from filters text, its resolver a closed port (answers
@@ -374,7 +355,7 @@ static void fx_new(struct fx *fx, const char *filters)
     fx->base = event_base_new();
     assert_non_null(fx->base);
     assert_int_equal(dns_new(fx->base, &dc, &fx->dns, error, sizeof(error)), 0);
-    fx->cfg = load(filters, &errs);
+    fx->cfg = config_test_load(filters, &errs);
     if (fx->cfg == NULL)
         fail_msg("%s", errs.count ? errs.msgs[0] : "?");
     assert_int_equal(dnsbl_new(fx->dns, fx->cfg->filtering.filters[0].settings, &fx->d, error,
@@ -399,26 +380,13 @@ static void fx_free(struct fx *fx)
     event_base_free(fx->base);
 }
 
-static void fx_done(void *ctx, const struct chain_result *res)
-{
-    struct fx *fx = ctx;
-
-    fx->calls++;
-    fx->res = *res;
-}
-
-/* Runs one stage to its result (at most 100 loop turns of at most 50 ms). */
+/* Runs one stage to its result (at most RUN_MAX_MS). */
 static void fx_run(struct fx *fx, enum filter_stage stage, const struct filter_txn *txn)
 {
-    struct timeval tick = {.tv_sec = 0, .tv_usec = 50000};
+    static struct filter_test_result r;
 
-    fx->calls = 0;
-    assert_non_null(chain_run(fx->s, stage, txn, fx_done, fx));
-    for (int i = 0; i < 100 && fx->calls == 0; i++) {
-        event_base_loopexit(fx->base, &tick);
-        event_base_dispatch(fx->base);
-    }
-    assert_int_equal(fx->calls, 1);
+    filter_test_run(fx->base, fx->s, stage, txn, &r, RUN_MAX_MS);
+    fx->res = r.res;
 }
 
 static struct filter_txn txn_for(const char *addr, struct netaddr *a)

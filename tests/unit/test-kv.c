@@ -19,37 +19,30 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <event2/event.h>
 
 #include "lib/kv.h"
+#include "tests/unit/kv-test.h"
+#include "tests/unit/loop-test.h"
 
-#define REDIS_PATH "/usr/bin/redis-server"
 #define TIMEOUT_MS 500
+#define WAIT_MAX_MS 10000 /* an answer that has not come by then never will */
 #define PROCS 3
 #define INCRS 500
 #define BUCKET 100
 
 struct env {
-    enum kv_backend backend;
-    char dir[64];
+    struct kv_test kt; /* first, for kv_test_group_setup */
     char prefix[32];
-    pid_t redis_pid;
-    int redis_port;
     unsigned serial;
     struct event_base *base;
     struct kv *kv;
@@ -62,151 +55,24 @@ struct waiter {
     long at_ms;
 };
 
-static long now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
 /* ---- fixture ---- */
-
-static int free_tcp_port(void)
-{
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(sin);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int port = -1;
-
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&sin, &len) == 0)
-        port = ntohs(sin.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
-
-/* True when redis answers PING on the port. */
-static bool redis_ping(int port)
-{
-    struct sockaddr_in sin = {.sin_family = AF_INET,
-                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
-                              .sin_port = htons((uint16_t)port)};
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    char buf[16] = "";
-    bool ok = false;
-
-    if (fd >= 0 && connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
-        write(fd, "PING\r\n", 6) == 6 && read(fd, buf, sizeof(buf) - 1) > 0)
-        ok = strncmp(buf, "+PONG", 5) == 0;
-    if (fd >= 0)
-        close(fd);
-    return ok;
-}
-
-/* Starts redis-server in the foreground as our child (SERVICES.md's flags). */
-static int redis_start(struct env *e)
-{
-    char port[16], log[128];
-
-    snprintf(port, sizeof(port), "%d", e->redis_port);
-    snprintf(log, sizeof(log), "%s/redis.log", e->dir);
-    e->redis_pid = fork();
-    if (e->redis_pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        execl(REDIS_PATH, REDIS_PATH, "--port", port, "--bind", "127.0.0.1", "--dir", e->dir,
-              "--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", log,
-              (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 300 && e->redis_pid > 0; i++) {
-        if (redis_ping(e->redis_port))
-            return 0;
-        usleep(10000);
-    }
-    return -1;
-}
-
-static void redis_stop(struct env *e)
-{
-    if (e->redis_pid <= 0)
-        return;
-    kill(e->redis_pid, SIGCONT);
-    kill(e->redis_pid, SIGKILL);
-    waitpid(e->redis_pid, NULL, 0);
-    e->redis_pid = 0;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static int group_setup(void **state, enum kv_backend backend)
-{
-    struct env *e = calloc(1, sizeof(*e));
-
-    if (e == NULL)
-        return -1;
-    e->backend = backend;
-    snprintf(e->dir, sizeof(e->dir), "/tmp/test-kv.XXXXXX");
-    if (mkdtemp(e->dir) == NULL)
-        return -1;
-    *state = e;
-    if (backend == KV_BACKEND_REDIS) {
-        e->redis_port = free_tcp_port();
-        if (e->redis_port < 0 || redis_start(e) < 0)
-            return -1;
-    }
-    return 0;
-}
 
 static int group_setup_lmdb(void **state)
 {
-    return group_setup(state, KV_BACKEND_LMDB);
+    return kv_test_group_setup(state, sizeof(struct env), KV_BACKEND_LMDB, "test-kv");
 }
 
 static int group_setup_redis(void **state)
 {
-    return group_setup(state, KV_BACKEND_REDIS);
-}
-
-static int group_teardown(void **state)
-{
-    struct env *e = *state;
-
-    redis_stop(e);
-    nftw(e->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    free(e);
-    return 0;
-}
-
-static struct kv_config env_config(struct env *e, char *addr, size_t addrsize)
-{
-    char lmdb[96];
-    struct kv_config cfg = {.backend = e->backend, .timeout_ms = TIMEOUT_MS};
-
-    snprintf(lmdb, sizeof(lmdb), "%s/state", e->dir);
-    snprintf(addr, addrsize, "127.0.0.1:%d", e->redis_port);
-    if (e->backend == KV_BACKEND_LMDB)
-        snprintf(addr, addrsize, "%s", lmdb);
-    cfg.lmdb_dir = addr;
-    cfg.redis_address = addr;
-    cfg.redis_prefix = e->prefix;
-    return cfg;
+    return kv_test_group_setup(state, sizeof(struct env), KV_BACKEND_REDIS, "test-kv");
 }
 
 static struct kv *env_open(struct env *e, struct event_base *base)
 {
-    char addr[128], err[256];
-    struct kv_config cfg = env_config(e, addr, sizeof(addr));
+    char err[256];
     struct kv *kv = NULL;
 
-    if (kv_new(base, &cfg, &kv, err, sizeof(err)) < 0)
+    if (kv_test_open(&e->kt, base, "state", e->prefix, TIMEOUT_MS, &kv, err, sizeof(err)) < 0)
         fprintf(stderr, "kv_new: %s\n", err);
     return kv;
 }
@@ -248,19 +114,15 @@ static void on_result(void *ctx, const struct kv_result *res)
     w->at_ms = now_ms();
 }
 
-static void wait_for(struct event_base *base, struct waiter *w)
+static bool answered(const void *ctx)
 {
-    while (w->calls == 0)
-        event_base_loop(base, EVLOOP_ONCE);
+    return ((const struct waiter *)ctx)->calls != 0;
 }
 
-/* Runs the loop for ms milliseconds. */
-static void run_for(struct event_base *base, long ms)
+static void wait_for(struct event_base *base, struct waiter *w)
 {
-    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
-
-    event_base_loopexit(base, &tv);
-    event_base_dispatch(base);
+    if (!loop_run_until(base, answered, w, WAIT_MAX_MS))
+        fail_msg("no answer in %d ms", WAIT_MAX_MS);
 }
 
 static struct waiter do_get(struct env *e, const char *key)
@@ -384,7 +246,7 @@ static void test_ttl(void **state)
     assert_int_equal(do_get(e, "t").res.status, KV_OK);
     assert_int_equal(do_incr(e->kv, e->base, "c", 1, 200).res.number, 1);
     assert_int_equal(do_incr(e->kv, e->base, "c", 1, 5000).res.number, 2); /* TTL kept */
-    run_for(e->base, 300);
+    loop_run_for(e->base, 300);
     assert_int_equal(do_get(e, "t").res.status, KV_NOTFOUND);
     assert_int_equal(do_incr(e->kv, e->base, "c", 1, 0).res.number, 1); /* expired: new */
     w = (struct waiter){.calls = 0};
@@ -407,7 +269,7 @@ static void test_bucket(void **state)
     w = do_take(e->kv, e->base, "b", 5, 10, 1);
     assert_int_equal(w.res.status, KV_OK);
     assert_false(w.res.allowed);
-    run_for(e->base, 250); /* ~2.5 tokens back */
+    loop_run_for(e->base, 250); /* ~2.5 tokens back */
     for (int i = 0; i < 2; i++)
         assert_true(do_take(e->kv, e->base, "b", 5, 10, 1).res.allowed);
     assert_false(do_take(e->kv, e->base, "b2", 5, 10, 6).res.allowed); /* more than capacity */
@@ -423,7 +285,7 @@ static void test_cancel(void **state)
 
     assert_non_null(req);
     kv_cancel(req);
-    run_for(e->base, 100);
+    loop_run_for(e->base, 100);
     assert_int_equal(w.calls, 0);
     assert_non_null(kv_get(e->kv, "k", on_result, &w2));
     wait_for(e->base, &w2);
@@ -445,7 +307,7 @@ static void test_free_pending(void **state)
         assert_int_equal(w[i].calls, 1);
         assert_int_equal(w[i].res.status, KV_CANCELLED);
     }
-    run_for(e->base, 50);
+    loop_run_for(e->base, 50);
     for (int i = 0; i < 3; i++)
         assert_int_equal(w[i].calls, 1);
 }
@@ -536,7 +398,7 @@ static void test_redis_hung(void **state)
     struct event *ev = evtimer_new(e->base, on_tick, &ticked);
 
     assert_int_equal(do_get(e, "h").res.status, KV_NOTFOUND); /* connected */
-    kill(e->redis_pid, SIGSTOP);
+    kv_test_redis_pause(&e->kt);
     start = now_ms();
     evtimer_add(ev, &tick);
     assert_non_null(kv_incr(e->kv, "h", 1, 0, on_result, &w));
@@ -545,7 +407,7 @@ static void test_redis_hung(void **state)
     assert_in_range(w.at_ms - start, TIMEOUT_MS - 20, TIMEOUT_MS + 200);
     assert_in_range(ticked - start, 90, 250); /* the loop kept running */
     event_free(ev);
-    kill(e->redis_pid, SIGCONT);
+    kv_test_redis_resume(&e->kt);
     w = do_get(e, "h"); /* the late incr's reply is dropped, this one is ours */
     assert_int_equal(w.res.status, KV_OK);
     assert_string_equal(w.value, "1");
@@ -559,19 +421,19 @@ static void test_redis_down(void **state)
     long start, deadline;
 
     assert_int_equal(do_get(e, "d").res.status, KV_NOTFOUND);
-    redis_stop(e);
-    run_for(e->base, 50); /* the disconnect is seen */
+    kv_test_redis_stop(&e->kt);
+    loop_run_for(e->base, 50); /* the disconnect is seen */
     for (int i = 0; i < 3; i++) {
         start = now_ms();
         w = do_get(e, "d");
         assert_int_equal(w.res.status, KV_ERROR);
         assert_true(w.at_ms - start < 100);
-        run_for(e->base, 60);
+        loop_run_for(e->base, 60);
     }
-    assert_int_equal(redis_start(e), 0);
+    assert_int_equal(kv_test_redis_start(&e->kt), 0);
     deadline = now_ms() + 3000;
     do {
-        run_for(e->base, 50);
+        loop_run_for(e->base, 50);
         w = do_get(e, "d");
     } while (w.res.status == KV_ERROR && now_ms() < deadline);
     assert_int_equal(w.res.status, KV_NOTFOUND);
@@ -599,9 +461,9 @@ static void test_lmdb_unwritable(void **state)
     int st = 0;
     pid_t pid;
 
-    snprintf(ro, sizeof(ro), "%s/ro", e->dir);
-    snprintf(file, sizeof(file), "%s/file", e->dir);
-    snprintf(under, sizeof(under), "%s/file/state", e->dir);
+    snprintf(ro, sizeof(ro), "%s/ro", e->kt.dir);
+    snprintf(file, sizeof(file), "%s/file", e->kt.dir);
+    snprintf(under, sizeof(under), "%s/file/state", e->kt.dir);
     assert_int_equal(mkdir(ro, 0555), 0);
     fclose(fopen(file, "w"));
     assert_true(open_fails(under));
@@ -639,12 +501,11 @@ int main(void)
     int failed;
 
     signal(SIGPIPE, SIG_IGN);
-    failed = cmocka_run_group_tests_name("kv-lmdb", lmdb_tests, group_setup_lmdb, group_teardown);
-    if (access(REDIS_PATH, X_OK) != 0) {
-        fprintf(stderr, "test-kv: %s not installed: Redis half skipped\n", REDIS_PATH);
+    failed = cmocka_run_group_tests_name("kv-lmdb", lmdb_tests, group_setup_lmdb,
+                                         kv_test_group_teardown);
+    if (!kv_test_have_redis("test-kv"))
         return failed != 0 ? 1 : 77;
-    }
-    failed +=
-        cmocka_run_group_tests_name("kv-redis", redis_tests, group_setup_redis, group_teardown);
+    failed += cmocka_run_group_tests_name("kv-redis", redis_tests, group_setup_redis,
+                                          kv_test_group_teardown);
     return failed != 0 ? 1 : 0;
 }

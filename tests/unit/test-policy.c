@@ -12,13 +12,12 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include <cmocka.h>
 
 #include "gateway/server-config.h"
 #include "policy/policy.h"
+#include "tests/unit/config-test.h"
 
 static const struct policy_settings settings = {
     .inbound = {.tag_score = 5, .hold_score = 10, .tempfail_score = 12, .reject_score = 15},
@@ -134,20 +133,6 @@ static void test_headers(void **state)
     assert_int_equal(policy_headers(&quiet, &d, &res, "mx.test", collect, &c), 0);
 }
 
-static struct postern_config *load(const char *text, struct cfg_errors *errs)
-{
-    char path[] = "/tmp/test-policy-XXXXXX";
-    int fd = mkstemp(path);
-    FILE *f = fd < 0 ? NULL : fdopen(fd, "w");
-
-    assert_non_null(f);
-    fprintf(f, "listeners = ( { name = \"mx\"; address = [\"127.0.0.1:2525\"]; } );\n%s\n", text);
-    fclose(f);
-    struct postern_config *cfg = postern_config_load(path, errs);
-    unlink(path);
-    return cfg;
-}
-
 static void test_config(void **state)
 {
     static const struct {
@@ -164,13 +149,8 @@ static void test_config(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof(configs) / sizeof(configs[0]); i++) {
         struct cfg_errors errs = {0};
-        struct postern_config *cfg = load(configs[i].text, &errs);
-        if (configs[i].error == NULL && cfg == NULL)
-            fail_msg("row %zu: %s", i, errs.count ? errs.msgs[0] : "?");
-        if (configs[i].error != NULL &&
-            (cfg != NULL || errs.count == 0 || strstr(errs.msgs[0], configs[i].error) == NULL))
-            fail_msg("row %zu: error \"%s\" lacks \"%s\"", i, errs.count ? errs.msgs[0] : "",
-                     configs[i].error);
+        struct postern_config *cfg = config_test_load(configs[i].text, &errs);
+        config_test_expect(i, cfg, &errs, configs[i].error);
         if (i == 0) {
             assert_true(cfg->filtering.policy.inbound.reject_score == 0);
             assert_true(cfg->filtering.policy.add_score_header);

@@ -28,20 +28,12 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 
 #include <event2/event.h>
 
@@ -50,166 +42,47 @@
 #include "gateway/server-config.h"
 #include "lib/kv.h"
 #include "policy/policy.h"
+#include "tests/unit/config-test.h"
+#include "tests/unit/filter-test.h"
+#include "tests/unit/kv-test.h"
+#include "tests/unit/loop-test.h"
 
-#define REDIS_PATH "/usr/bin/redis-server"
 #define KV_TIMEOUT_MS 300
 #define WAIT_MAX_MS 5000
 
-#define LISTENER "listeners = ( { name = \"mx\"; address = [\"127.0.0.1:2525\"]; } );\n"
-
 struct env {
-    enum kv_backend backend;
-    char dir[64];
+    struct kv_test kt; /* first, for kv_test_group_setup */
     char prefix[32];
-    pid_t redis_pid;
-    int redis_port;
     unsigned serial;
     struct event_base *base;
     struct kv *kv;
     /* the filter under test */
     struct postern_config *cfg;
-    void *instance;
-    struct chain *chain;
+    struct filter_test ft;
     char id[32];
 };
 
-static long now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-/* ---- redis-server and the back ends (as in test-kv) ---- */
-
-static int free_tcp_port(void)
-{
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(sin);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int port = -1;
-
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&sin, &len) == 0)
-        port = ntohs(sin.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
-
-static bool redis_ping(int port)
-{
-    struct sockaddr_in sin = {.sin_family = AF_INET,
-                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
-                              .sin_port = htons((uint16_t)port)};
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    char buf[16] = "";
-    bool ok = false;
-
-    if (fd >= 0 && connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
-        write(fd, "PING\r\n", 6) == 6 && read(fd, buf, sizeof(buf) - 1) > 0)
-        ok = strncmp(buf, "+PONG", 5) == 0;
-    if (fd >= 0)
-        close(fd);
-    return ok;
-}
-
-static int redis_start(struct env *e)
-{
-    char port[16], log[128];
-
-    snprintf(port, sizeof(port), "%d", e->redis_port);
-    snprintf(log, sizeof(log), "%s/redis.log", e->dir);
-    e->redis_pid = fork();
-    if (e->redis_pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        execl(REDIS_PATH, REDIS_PATH, "--port", port, "--bind", "127.0.0.1", "--dir", e->dir,
-              "--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", log,
-              (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 300 && e->redis_pid > 0; i++) {
-        if (redis_ping(e->redis_port))
-            return 0;
-        usleep(10000);
-    }
-    return -1;
-}
-
-static void redis_stop(struct env *e)
-{
-    if (e->redis_pid <= 0)
-        return;
-    kill(e->redis_pid, SIGCONT);
-    kill(e->redis_pid, SIGKILL);
-    waitpid(e->redis_pid, NULL, 0);
-    e->redis_pid = 0;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static int group_setup(void **state, enum kv_backend backend)
-{
-    struct env *e = calloc(1, sizeof(*e));
-
-    if (e == NULL)
-        return -1;
-    e->backend = backend;
-    snprintf(e->dir, sizeof(e->dir), "/tmp/test-ratelimit.XXXXXX");
-    if (mkdtemp(e->dir) == NULL)
-        return -1;
-    *state = e;
-    if (backend == KV_BACKEND_REDIS) {
-        e->redis_port = free_tcp_port();
-        if (e->redis_port < 0 || redis_start(e) < 0)
-            return -1;
-    }
-    return 0;
-}
+/* ---- the back ends ---- */
 
 static int group_setup_lmdb(void **state)
 {
-    return group_setup(state, KV_BACKEND_LMDB);
+    return kv_test_group_setup(state, sizeof(struct env), KV_BACKEND_LMDB, "test-ratelimit");
 }
 
 static int group_setup_redis(void **state)
 {
-    return group_setup(state, KV_BACKEND_REDIS);
-}
-
-static int group_teardown(void **state)
-{
-    struct env *e = *state;
-
-    redis_stop(e);
-    nftw(e->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    free(e);
-    return 0;
+    return kv_test_group_setup(state, sizeof(struct env), KV_BACKEND_REDIS, "test-ratelimit");
 }
 
 static int test_setup(void **state)
 {
     struct env *e = *state;
-    char addr[128], err[256];
-    struct kv_config cfg = {.backend = e->backend, .timeout_ms = KV_TIMEOUT_MS};
+    char err[256];
 
     snprintf(e->prefix, sizeof(e->prefix), "t%u:%ld:", ++e->serial, (long)getpid());
-    if (e->backend == KV_BACKEND_LMDB)
-        snprintf(addr, sizeof(addr), "%s/state", e->dir);
-    else
-        snprintf(addr, sizeof(addr), "127.0.0.1:%d", e->redis_port);
-    cfg.lmdb_dir = addr;
-    cfg.redis_address = addr;
-    cfg.redis_prefix = e->prefix;
     e->base = event_base_new();
-    if (e->base == NULL || kv_new(e->base, &cfg, &e->kv, err, sizeof(err)) < 0) {
+    if (e->base == NULL || kv_test_open(&e->kt, e->base, "state", e->prefix, KV_TIMEOUT_MS, &e->kv,
+                                        err, sizeof(err)) < 0) {
         fprintf(stderr, "kv_new: %s\n", err);
         return -1;
     }
@@ -218,10 +91,7 @@ static int test_setup(void **state)
 
 static void filter_unload(struct env *e)
 {
-    chain_free(&e->chain);
-    if (e->instance != NULL)
-        ratelimit_module.destroy(e->instance);
-    e->instance = NULL;
+    filter_test_close(&e->ft);
     postern_config_free(&e->cfg);
 }
 
@@ -238,26 +108,11 @@ static int test_teardown(void **state)
 
 /* ---- config ---- */
 
-static struct postern_config *load_text(const char *text, struct cfg_errors *errs)
-{
-    char path[] = "/tmp/test-ratelimit-XXXXXX";
-    int fd = mkstemp(path);
-    FILE *f = fd < 0 ? NULL : fdopen(fd, "w");
-    struct postern_config *cfg;
-
-    assert_non_null(f);
-    fprintf(f, LISTENER "%s\n", text);
-    fclose(f);
-    cfg = postern_config_load(path, errs);
-    unlink(path);
-    return cfg;
-}
-
 /* Loads `filters = ( { name = "ratelimit"; id = <fresh>; <body> } );` and
  * makes the instance and a one-link chain on the env's loop and store. */
 static const struct ratelimit_settings *filter_load(struct env *e, const char *body)
 {
-    char text[4096], err[256];
+    char text[4096];
     struct cfg_errors errs = {0};
     const struct ratelimit_settings *s;
     struct filter_env fenv = {.base = e->base, .kv = e->kv, .hostname = "mx.test"};
@@ -266,19 +121,12 @@ static const struct ratelimit_settings *filter_load(struct env *e, const char *b
     snprintf(e->id, sizeof(e->id), "rl%u", ++e->serial);
     snprintf(text, sizeof(text), "filters = ( { name = \"ratelimit\"; id = \"%s\";\n%s\n} );",
              e->id, body);
-    e->cfg = load_text(text, &errs);
+    e->cfg = config_test_load(text, &errs);
     if (e->cfg == NULL)
         fail_msg("config: %s", errs.count > 0 ? errs.msgs[0] : "?");
     cfg_errors_clear(&errs);
     s = e->cfg->filtering.filters[0].settings;
-    if (ratelimit_module.create(&fenv, s, &e->instance, err, sizeof(err)) < 0)
-        fail_msg("create: %s", err);
-    struct chain_link link = {.ops = ratelimit_module.ops,
-                              .instance = e->instance,
-                              .on_error = (enum filter_on_error)s->common.on_error,
-                              .timeout_ms = (unsigned)s->common.timeout};
-    e->chain = chain_new(e->base, &link, 1);
-    assert_non_null(e->chain);
+    filter_test_open(&e->ft, &ratelimit_module, &fenv, s);
     return s;
 }
 
@@ -292,19 +140,6 @@ struct tx {
     const char *sender; /* NULL = "" at MAIL and later */
     const char *rcpt;
 };
-
-struct waiter {
-    int calls;
-    struct chain_result res;
-};
-
-static void waiter_done(void *ctx, const struct chain_result *res)
-{
-    struct waiter *w = ctx;
-
-    w->calls++;
-    w->res = *res;
-}
 
 static void fill_txn(const struct tx *t, enum filter_stage stage, struct filter_txn *x)
 {
@@ -331,37 +166,24 @@ static void fill_txn(const struct tx *t, enum filter_stage stage, struct filter_
 static struct chain_result run_stage(struct env *e, struct chain_session *s,
                                      enum filter_stage stage, const struct tx *t)
 {
-    static struct waiter w;
+    static struct filter_test_result w;
     struct filter_txn x;
-    long deadline = now_ms() + WAIT_MAX_MS;
 
     fill_txn(t, stage, &x);
-    memset(&w, 0, sizeof(w));
-    assert_non_null(chain_run(s, stage, &x, waiter_done, &w));
-    while (w.calls == 0 && now_ms() < deadline)
-        event_base_loop(e->base, EVLOOP_ONCE);
-    assert_int_equal(w.calls, 1);
+    filter_test_run(e->base, s, stage, &x, &w, WAIT_MAX_MS);
     return w.res;
 }
 
 /* One stage in a session of its own. */
 static struct chain_result run_one(struct env *e, enum filter_stage stage, const struct tx *t)
 {
-    struct chain_session *s = chain_session_new(e->chain);
+    struct chain_session *s = chain_session_new(e->ft.chain);
     struct chain_result r;
 
     assert_non_null(s);
     r = run_stage(e, s, stage, t);
     chain_session_free(&s);
     return r;
-}
-
-static void run_for(struct event_base *base, long ms)
-{
-    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
-
-    event_base_loopexit(base, &tv);
-    event_base_dispatch(base);
 }
 
 /* ---- the tables: steps per row, in order, on one filter ---- */
@@ -624,18 +446,21 @@ static void on_kv(void *ctx, const struct kv_result *res)
     out->value = NULL;
 }
 
+static bool answered(const void *ctx)
+{
+    return ((const struct kv_result *)ctx)->status != KV_CANCELLED;
+}
+
 /* Tokens left in a bucket: a take of cost 0 with the bucket's parameters. */
 static double bucket_tokens(struct env *e, const char *symbol, const char *value, double cap,
                             double rate)
 {
     char key[RATELIMIT_KEY_MAX];
     struct kv_result got = {.status = KV_CANCELLED, .tokens = -1};
-    long deadline = now_ms() + WAIT_MAX_MS;
 
     ratelimit_bucket_key(e->id, symbol, value, key, sizeof(key));
     assert_non_null(kv_take(e->kv, key, cap, rate, 0, on_kv, &got));
-    while (got.status == KV_CANCELLED && now_ms() < deadline)
-        event_base_loop(e->base, EVLOOP_ONCE);
+    loop_run_until(e->base, answered, &got, WAIT_MAX_MS);
     assert_int_equal(got.status, KV_OK);
     return got.tokens;
 }
@@ -654,11 +479,11 @@ static void test_burst_refill(void **state)
     assert_string_equal(r.symbols[0].text, "5 per 1s for client_ip 127.0.0.5");
     assert_string_equal(r.reply.text,
                         "Rate limit exceeded (5 per 1s for client_ip), try again later");
-    run_for(e->base, 450); /* 5 per second: at least 2.25 tokens back */
+    loop_run_for(e->base, 450); /* 5 per second: at least 2.25 tokens back */
     for (int i = 0; i < 2; i++)
         assert_int_equal(run_one(e, D, &t).action, FILTER_ACTION_NONE);
     /* a full bucket holds burst, not more, after a long quiet time */
-    run_for(e->base, 1100);
+    loop_run_for(e->base, 1100);
     for (int i = 0; i < 3; i++)
         assert_int_equal(run_one(e, D, &t).action, FILTER_ACTION_NONE);
     assert_int_equal(run_one(e, D, &t).action, FILTER_ACTION_TEMPFAIL);
@@ -728,7 +553,7 @@ static void test_hold_to_end(void **state)
                    "  { key = \"auth_user\"; count = \"recipients\"; limit = 2; action = \"hold\";"
                    " direction = \"outbound\"; } );");
     for (int msg = 0; msg < 3; msg++) {
-        s = chain_session_new(e->chain);
+        s = chain_session_new(e->ft.chain);
         assert_non_null(s);
         chain_session_reset(s);
         r = run_stage(e, s, R, &t);
@@ -776,7 +601,7 @@ static void test_hold_then_tempfail(void **state)
 static void test_cancel_in_flight(void **state)
 {
     struct env *e = *state;
-    static struct waiter w;
+    static struct filter_test_result w;
     struct filter_txn x;
     struct chain_session *s;
     struct chain_run *run;
@@ -784,18 +609,18 @@ static void test_cancel_in_flight(void **state)
 
     filter_load(e, "limits = ( { key = \"sender\"; limit = 1; },\n"
                    " { key = \"client_ip\"; limit = 5; per = \"1m\"; } );");
-    s = chain_session_new(e->chain);
+    s = chain_session_new(e->ft.chain);
     fill_txn(&t, D, &x);
     memset(&w, 0, sizeof(w));
-    run = chain_run(s, D, &x, waiter_done, &w);
+    run = chain_run(s, D, &x, filter_test_done, &w);
     assert_non_null(run);
     chain_run_cancel(run);
-    run_for(e->base, 100);
+    loop_run_for(e->base, 100);
     assert_int_equal(w.calls, 0);
     /* and freeing the session with a run pending */
-    assert_non_null(chain_run(s, D, &x, waiter_done, &w));
+    assert_non_null(chain_run(s, D, &x, filter_test_done, &w));
     chain_session_free(&s);
-    run_for(e->base, 100);
+    loop_run_for(e->base, 100);
     assert_int_equal(w.calls, 0);
     /* the cancelled takes may or may not have reached the store: either way
      * the filter still answers */
@@ -826,18 +651,18 @@ static void test_redis_down(void **state)
 
     filter_load(e, fault_config);
     assert_int_equal(run_one(e, D, &t).action, FILTER_ACTION_NONE); /* connected, counted */
-    redis_stop(e);
-    run_for(e->base, 50);
+    kv_test_redis_stop(&e->kt);
+    loop_run_for(e->base, 50);
     for (int i = 0; i < 3; i++) {
         start = now_ms();
         r = run_one(e, D, &t);
         check_skipped(&r, "error");
         assert_true(now_ms() - start < KV_TIMEOUT_MS + 200);
     }
-    assert_int_equal(redis_start(e), 0); /* a new, empty server */
+    assert_int_equal(kv_test_redis_start(&e->kt), 0); /* a new, empty server */
     deadline = now_ms() + 3000;
     do {
-        run_for(e->base, 50);
+        loop_run_for(e->base, 50);
         r = run_one(e, D, &t);
     } while (r.symbol_count > 0 && now_ms() < deadline);
     assert_int_equal(r.action, FILTER_ACTION_NONE);
@@ -854,7 +679,7 @@ static void test_redis_hung(void **state)
 
     filter_load(e, fault_config);
     assert_int_equal(run_one(e, D, &t).action, FILTER_ACTION_NONE);
-    kill(e->redis_pid, SIGSTOP);
+    kv_test_redis_pause(&e->kt);
     /* the store's timeout ends it, once (not once per bucket) */
     start = now_ms();
     r = run_one(e, D, &t);
@@ -869,8 +694,8 @@ static void test_redis_hung(void **state)
     took = now_ms() - start;
     check_skipped(&r, "timeout");
     assert_in_range(took, 90, 250);
-    kill(e->redis_pid, SIGCONT);
-    run_for(e->base, 400); /* late replies are dropped */
+    kv_test_redis_resume(&e->kt);
+    loop_run_for(e->base, 400); /* late replies are dropped */
 }
 
 /* ---- config ---- */
@@ -937,14 +762,9 @@ static void test_config(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof(configs) / sizeof(configs[0]); i++) {
         struct cfg_errors errs = {0};
-        struct postern_config *cfg = load_text(configs[i].text, &errs);
+        struct postern_config *cfg = config_test_load(configs[i].text, &errs);
 
-        if (configs[i].error == NULL && cfg == NULL)
-            fail_msg("row %zu: %s", i, errs.count ? errs.msgs[0] : "?");
-        if (configs[i].error != NULL &&
-            (cfg != NULL || errs.count == 0 || strstr(errs.msgs[0], configs[i].error) == NULL))
-            fail_msg("row %zu: error \"%s\" lacks \"%s\"", i, errs.count ? errs.msgs[0] : "",
-                     configs[i].error);
+        config_test_expect(i, cfg, &errs, configs[i].error);
         if (i == 0) {
             const struct ratelimit_settings *s = cfg->filtering.filters[0].settings;
             assert_ptr_equal(cfg->filtering.filters[0].module, &ratelimit_module);
@@ -1028,13 +848,11 @@ int main(void)
 
     signal(SIGPIPE, SIG_IGN);
     failed = cmocka_run_group_tests_name("ratelimit", plain_tests, NULL, NULL);
-    failed +=
-        cmocka_run_group_tests_name("ratelimit-lmdb", lmdb_tests, group_setup_lmdb, group_teardown);
-    if (access(REDIS_PATH, X_OK) != 0) {
-        fprintf(stderr, "test-ratelimit: %s not installed: Redis half skipped\n", REDIS_PATH);
+    failed += cmocka_run_group_tests_name("ratelimit-lmdb", lmdb_tests, group_setup_lmdb,
+                                          kv_test_group_teardown);
+    if (!kv_test_have_redis("test-ratelimit"))
         return failed != 0 ? 1 : 77;
-    }
     failed += cmocka_run_group_tests_name("ratelimit-redis", redis_tests, group_setup_redis,
-                                          group_teardown);
+                                          kv_test_group_teardown);
     return failed != 0 ? 1 : 0;
 }
