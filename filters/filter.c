@@ -230,3 +230,43 @@ const char *filter_stage_name(enum filter_stage s)
         return "unknown";
     return names[s];
 }
+
+/* Message edits: recorded and applied by filters/edit.c and the gateway
+ * (being written); until then every request is refused. */
+int filter_call_insert_header(struct filter_call *call, size_t index, const char *name,
+                              const char *value)
+{
+    (void)call, (void)index, (void)name, (void)value;
+    return -1;
+}
+
+int filter_call_change_header(struct filter_call *call, const char *name, size_t index,
+                              const char *value)
+{
+    (void)call, (void)name, (void)index, (void)value;
+    return -1;
+}
+
+int filter_call_replace_body(struct filter_call *call, const void *chunk, size_t len)
+{
+    (void)call, (void)chunk, (void)len;
+    return -1;
+}
+
+int filter_call_change_sender(struct filter_call *call, const char *sender, const char *params)
+{
+    (void)call, (void)sender, (void)params;
+    return -1;
+}
+
+int filter_call_add_rcpt(struct filter_call *call, const char *rcpt, const char *params)
+{
+    (void)call, (void)rcpt, (void)params;
+    return -1;
+}
+
+int filter_call_delete_rcpt(struct filter_call *call, const char *rcpt)
+{
+    (void)call, (void)rcpt;
+    return -1;
+}

@@ -132,6 +132,33 @@ void filter_call_action(struct filter_call *call, enum filter_action action, uns
  * chain's limit of fields) and nothing is added. */
 int filter_call_add_header(struct filter_call *call, const char *name, const char *value);
 
+/*
+ * Message edits (FILTER_EOM only; the milter client and the content filters
+ * use them). They are applied by the gateway, after the whole chain, in
+ * link order and in the order each filter asked, only when the message is
+ * accepted; the spooled content is rewritten (headers and body) and the
+ * envelope changed before the commit. Header names and values follow the
+ * rules of filter_call_add_header. Each returns 0, or -1 (bad argument, not
+ * at FILTER_EOM, out of memory, over a limit) and nothing is recorded.
+ *   insert_header: the field goes before the index-th field of the header
+ *       (0 = first; past the end = appended, like add_header);
+ *   change_header: the index-th (1-based) field called name gets value;
+ *       value NULL deletes it; no such field: value is appended (milter
+ *       semantics, RFC-less but what Sendmail and Postfix do);
+ *   replace_body: the body (everything after the header's empty line)
+ *       becomes the concatenation of every chunk given (CR LF lines);
+ *   change_sender / add_rcpt / delete_rcpt: the envelope; params are ESMTP
+ *       parameters ("SIZE=..." is ignored) or NULL.
+ */
+int filter_call_insert_header(struct filter_call *call, size_t index, const char *name,
+                              const char *value);
+int filter_call_change_header(struct filter_call *call, const char *name, size_t index,
+                              const char *value);
+int filter_call_replace_body(struct filter_call *call, const void *chunk, size_t len);
+int filter_call_change_sender(struct filter_call *call, const char *sender, const char *params);
+int filter_call_add_rcpt(struct filter_call *call, const char *rcpt, const char *params);
+int filter_call_delete_rcpt(struct filter_call *call, const char *rcpt);
+
 /* Per-call room for the filter's own state while pending. */
 void filter_call_set_data(struct filter_call *call, void *data);
 void *filter_call_data(const struct filter_call *call);
