@@ -5,3 +5,12 @@
 # Results and how they were taken: bench/RESULTS.md.
 EXTRA_DIST += bench/relay-bench.sh bench/relay_bench.py \
 	bench/idle-sessions.sh bench/idle_sessions.py bench/RESULTS.md
+#   bench/filter-bench.sh   greylist/ratelimit decisions/s (LMDB, Redis) vs postgrey
+#   bench/chain-latency.sh  added latency per message of the envelope filter chain
+# Their C drivers are built on request only (`make bench/filter-bench
+# bench/smtp-latency`; the scripts do it in their own -O2 build).
+EXTRA_PROGRAMS = bench/filter-bench bench/smtp-latency
+bench_filter_bench_LDADD = $(GATEWAY_LIBS)
+bench_smtp_latency_SOURCES = bench/smtp-latency.c
+EXTRA_DIST += bench/filter-bench.sh bench/filter_bench.py bench/bench_util.py \
+	bench/chain-latency.sh bench/chain_latency.py
