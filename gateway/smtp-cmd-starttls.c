@@ -31,5 +31,5 @@ void smtp_cmd_starttls(struct smtp_session *s, const char *args, size_t len)
     s->helo[0] = '\0';
     s->authenticated = false;
     s->auth_user[0] = '\0';
-    smtp_session_start_tls(s);
+    smtp_session_start_tls(s, true);
 }

@@ -154,7 +154,7 @@ void smtp_session_reset_txn(struct smtp_session *s);
 /* The reply for a verdict that is not CONTINUE/ACCEPT; returns true if sent. */
 bool smtp_session_verdict_reply(struct smtp_session *s, const struct smtp_hook_result *r,
                                 const char *default_text);
-void smtp_session_start_tls(struct smtp_session *s);
+void smtp_session_start_tls(struct smtp_session *s, bool after_starttls);
 struct smtp_params_offer smtp_session_offer(const struct smtp_session *s);
 bool smtp_session_may_auth(const struct smtp_session *s);
 bool smtp_session_offers_starttls(const struct smtp_session *s);

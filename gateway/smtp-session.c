@@ -466,8 +466,6 @@ static void session_start_greeting(struct smtp_session *s)
 {
     long long pause = s->listener->greet_pause;
 
-    if (s->listener->role == ROLE_SUBMISSIONS)
-        smtp_session_start_tls(s);
     if (pause <= 0) {
         s->state = SMTP_S_COMMAND;
         smtp_session_run_stage(s, SMTP_STAGE_CONNECT, connect_stage_done);
@@ -497,6 +495,10 @@ static void on_client_name(void *ctx, const char *name)
  * Received header see it; what the client sends meanwhile waits. */
 static void session_start_lookup(struct smtp_session *s)
 {
+    /* implicit TLS (RFC 8314): the handshake starts at once, whatever the
+     * lookup takes; bytes already here are the client's hello, kept */
+    if (s->listener->role == ROLE_SUBMISSIONS)
+        smtp_session_start_tls(s, false);
     if (s->cfg->smtp.reverse_lookup && s->worker->dns != NULL &&
         (s->name_lookup = client_name_lookup(s->worker->dns, &s->client, on_client_name, s)) !=
             NULL) {
@@ -508,13 +510,14 @@ static void session_start_lookup(struct smtp_session *s)
     session_start_greeting(s);
 }
 
-void smtp_session_start_tls(struct smtp_session *s)
+void smtp_session_start_tls(struct smtp_session *s, bool after_starttls)
 {
     struct evbuffer *in = bufferevent_get_input(s->bev);
     SSL *ssl = SSL_new(s->cfg->tls_ctx);
     struct bufferevent *tls;
 
-    evbuffer_drain(in, evbuffer_get_length(in)); /* no plaintext survives STARTTLS */
+    if (after_starttls) /* no plaintext pipelined after STARTTLS survives */
+        evbuffer_drain(in, evbuffer_get_length(in));
     flush_output(s); /* the 220 goes out before the handshake */
     tls = ssl == NULL ? NULL
                       : bufferevent_openssl_filter_new(s->worker->base, s->bev, ssl,
