@@ -5,6 +5,7 @@ back, no PTR, a DNS server that does not answer and reverse_lookup = no all
 give "unknown", and the session goes on."""
 import smtplib
 import socket
+import ssl
 import subprocess
 import time
 
@@ -103,4 +104,24 @@ def test_silent_dns():
         silent.close()
 
 
-run([test_confirmed_name, test_unconfirmed_and_missing_names, test_lookup_off, test_silent_dns])
+def test_implicit_tls_during_slow_lookup():
+    """On a submissions port (implicit TLS) the client's hello arrives while
+    its name is still being looked up: the handshake must not lose it."""
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    p = None
+    try:
+        p = Postern(listeners={"mx": ("mx", ""), "subs": ("submissions", "")},
+                    extra='dns = { nameservers = ["127.0.0.1:%d"]; timeout = "500ms"; '
+                    'attempts = 1; };' % silent.getsockname()[1]).start()
+        ctx = ssl.create_default_context(cafile=p.ca)
+        with smtplib.SMTP_SSL("localhost", p.port("subs"), context=ctx, timeout=10) as c:
+            assert c.noop()[0] == 250
+    finally:
+        if p is not None:
+            p.cleanup()
+        silent.close()
+
+
+run([test_confirmed_name, test_unconfirmed_and_missing_names, test_lookup_off, test_silent_dns,
+     test_implicit_tls_during_slow_lookup])
