@@ -56,6 +56,7 @@ struct chain_run {
     chain_done_cb *cb;
     void *ctx;
     struct event *deliver;
+    bool delayed;            /* the delivery waited for filter_call_delay already */
     size_t outstanding;      /* calls running or pending */
     struct filter_call calls[]; /* one per link */
 };
@@ -199,6 +200,7 @@ static void chain_call_on_error(struct filter_call *call, const char *why)
     const char *name = call->link->ops->name;
 
     call->symbol_count = 0;
+    call->delay_ms = 0;
     free_headers(call->headers, 0, call->header_count);
     call->header_count = 0;
     call->score = 0;
@@ -371,6 +373,18 @@ static void chain_deliver(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    if (!run->delayed) {
+        unsigned ms = 0;
+        for (size_t i = 0; i < s->chain->count; i++)
+            if (run->calls[i].state == FILTER_CALL_FINISHED && run->calls[i].delay_ms > ms)
+                ms = run->calls[i].delay_ms;
+        run->delayed = true;
+        if (ms > 0 && !s->accepted) {
+            struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+            event_add(run->deliver, &tv); /* back here when it is time */
+            return;
+        }
+    }
     chain_merge(run);
     s->run = NULL;
     chain_run_free(run);

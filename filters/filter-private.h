@@ -41,6 +41,7 @@ struct filter_call {
     struct filter_header *headers; /* filter_call_add_header, in order */
     size_t header_count;
     bool hit;
+    unsigned delay_ms; /* filter_call_delay */
     enum filter_action action;
     struct smtp_status reply;
 };

@@ -25,6 +25,15 @@ static bool filter_call_live(const struct filter_call *call)
     return call->state == FILTER_CALL_RUNNING || call->state == FILTER_CALL_PENDING;
 }
 
+void filter_call_delay(struct filter_call *call, unsigned ms)
+{
+    assert(filter_call_live(call));
+    if (ms > FILTER_DELAY_MAX_MS)
+        ms = FILTER_DELAY_MAX_MS;
+    if (ms > call->delay_ms)
+        call->delay_ms = ms;
+}
+
 bool filter_txn_has_symbol(const struct filter_txn *txn, const char *prefix)
 {
     size_t n = strlen(prefix);

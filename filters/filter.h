@@ -124,6 +124,12 @@ void filter_call_symbol(struct filter_call *call, const char *name, double score
 void filter_call_action(struct filter_call *call, enum filter_action action, unsigned code,
                         const char *enhanced, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
+/* Tarpitting: the stage's answer goes to the client only ms after the
+ * chain is done (the longest any filter of the stage asked for; at most
+ * FILTER_DELAY_MAX_MS). The session reads nothing meanwhile. */
+#define FILTER_DELAY_MAX_MS 300000u
+void filter_call_delay(struct filter_call *call, unsigned ms);
+
 /* Asks for a header field on the message when it is accepted (written
  * before the content at delivery: Received-SPF, Authentication-Results).
  * name: 1..FILTER_HEADER_NAME_MAX printable characters without ':'; value:

@@ -52,6 +52,7 @@ struct tf_spec {
     unsigned timeout_ms;
     unsigned stages;           /* bit per stage hooked; 0 = all */
     bool header;               /* adds "X-<name>: <stage>" (and tries bad fields) */
+    unsigned tarpit_ms;        /* filter_call_delay */
 };
 
 struct env;
@@ -95,6 +96,8 @@ static void tf_findings(struct tf *tf, struct filter_call *call)
         snprintf(name, sizeof(name), "%s_%u", tf->spec.name, i);
         filter_call_symbol(call, name, tf->spec.score, i == 0 ? "first" : NULL);
     }
+    if (tf->spec.tarpit_ms > 0)
+        filter_call_delay(call, tf->spec.tarpit_ms);
     if (tf->spec.header) {
         snprintf(name, sizeof(name), "X-%s", tf->spec.name);
         assert_int_equal(filter_call_add_header(call, name,
@@ -525,6 +528,38 @@ static void test_headers(void **state)
     env_free(&env);
 }
 
+/* Tarpitting: the answer waits for the longest delay asked; a failed
+ * call's delay does not count; a run cancelled while it waits never calls
+ * back. */
+static void test_delay(void **state)
+{
+    const struct tf_spec specs[] = {
+        {.name = "slow", .tarpit_ms = 300},
+        {.name = "slower_but_failed", .kind = TF_ERROR, .tarpit_ms = 3000,
+         .on_error = FILTER_ON_ERROR_SKIP},
+        {.name = "quick", .tarpit_ms = 50},
+        {.name = NULL}};
+    static struct waiter w;
+    static struct env env;
+    long start;
+
+    (void)state;
+    env_build(&env, specs);
+    start = now_ms();
+    env_run(&env, FILTER_MAIL, &w);
+    assert_true(now_ms() - start >= 290);
+    assert_true(now_ms() - start < 2500);
+    /* cancelled while it waits: no callback, nothing left behind */
+    memset(&w, 0, sizeof(w));
+    struct chain_run *run = chain_run(env.s, FILTER_RCPT, &test_txn, waiter_done, &w);
+    assert_non_null(run);
+    loop_run_for(env.base, 100);
+    chain_run_cancel(run);
+    loop_run_for(env.base, 400);
+    assert_int_equal(w.calls, 0);
+    env_free(&env);
+}
+
 static const struct tf_spec cancel_specs[] = {
     {.name = "sync", .nsym = 1},
     {.name = "pending", .kind = TF_PENDING, .delay_ms = 10, .nsym = 1, .timeout_ms = 20},
@@ -669,6 +704,7 @@ int main(void)
         cmocka_unit_test(test_stages_accumulate),
         cmocka_unit_test(test_accept_sticks),
         cmocka_unit_test(test_headers),
+        cmocka_unit_test(test_delay),
         cmocka_unit_test(test_run_cancel),
         cmocka_unit_test(test_cancel_queued_and_free),
         cmocka_unit_test(test_stats),
