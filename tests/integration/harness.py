@@ -253,6 +253,8 @@ class Nsd:
                     '  chroot: ""\n  zonesdir: "%s"\n  pidfile: "%s/nsd.pid"\n'
                     '  database: ""\n  xfrdfile: "%s/xfrd.state"\n'
                     '  zonelistfile: "%s/zone.list"\n  logfile: "%s/nsd.log"\n'
+                    # no response rate limiting: a busy test is not an attack
+                    '  rrl-ratelimit: 0\n'
                     'remote-control:\n  control-enable: no\n'
                     % (self.port, self.port, self.dir, self.dir, self.dir, self.dir, self.dir)
                     + zone_conf)
