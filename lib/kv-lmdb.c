@@ -4,9 +4,13 @@
  * directory (LMDB's lock file and its process-shared writer mutex make each
  * write transaction atomic across them).
  *
- * Every request runs as one transaction on a single workpool thread (LMDB
- * allows one writer at a time, and a commit may fsync), and completes back
- * on the loop. A value is stored as an 8-octet expiry (wall-clock ms since
+ * Requests run on a single workpool thread (LMDB allows one writer at a
+ * time, and a commit fsyncs) with group commit: a batch job is queued only
+ * when none waits, and it takes every request queued by then; the reads
+ * share one read-only transaction, the writes one write transaction with
+ * one commit (one fsync for the batch), each write in a nested transaction
+ * of its own so that one that fails (map full, a bad record) is undone
+ * alone. Finished requests complete back on the loop. A value is stored as an 8-octet expiry (wall-clock ms since
  * the epoch, host byte order, 0 = never) followed by the bytes; an expired
  * entry is absent to every operation and is deleted when a write meets it,
  * or by kv_purge. Counters are decimal text, buckets "tokens stamp_ms".
@@ -20,7 +24,9 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,19 +40,49 @@
 #define KV_LMDB_HDR 8
 #define KV_LMDB_NUM_MAX 64
 
+struct kv_lmdb_job;
+
+struct kv_lmdb_list {
+    struct kv_lmdb_job *head, *tail;
+};
+
 struct kv_lmdb {
     MDB_env *env;
     MDB_dbi dbi;
     struct workpool *pool;
+    pthread_mutex_t lock;          /* guards pending, finished, batch_queued */
+    struct kv_lmdb_list pending;   /* submitted, not yet taken by a batch */
+    struct kv_lmdb_list finished;  /* run, waiting for done() on the loop */
+    bool batch_queued;             /* a batch job is in the pool's queue */
 };
 
-/* One request on the pool thread: the result lives here until done(). */
+/* One request: the result lives here until it completes on the loop. */
 struct kv_lmdb_job {
     struct kv_lmdb *l;
+    struct kv_lmdb_job *next;
     struct kv_req *req;
     struct kv_result res;
     unsigned char *value; /* get: the bytes, malloc'd on the pool thread */
+    bool in_write;        /* ran in the batch's write transaction */
 };
+
+static void list_push(struct kv_lmdb_list *list, struct kv_lmdb_job *job)
+{
+    job->next = NULL;
+    if (list->tail != NULL)
+        list->tail->next = job;
+    else
+        list->head = job;
+    list->tail = job;
+}
+
+static struct kv_lmdb_job *list_take(struct kv_lmdb_list *list)
+{
+    struct kv_lmdb_job *head = list->head;
+
+    list->head = list->tail = NULL;
+    return head;
+}
 
 static uint64_t rec_expiry(const MDB_val *v)
 {
@@ -231,11 +267,12 @@ static int op_purge(struct kv_lmdb_job *job, MDB_txn *txn, uint64_t now)
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-/* A write transaction for every operation but get. */
-static int run_write(struct kv_lmdb_job *job, MDB_val *key, uint64_t now)
+/* One write, inside the batch's transaction (txn): a nested transaction
+ * that is committed into the batch, or aborted alone when the write fails. */
+static int run_write(struct kv_lmdb_job *job, MDB_txn *parent, MDB_val *key, uint64_t now)
 {
     MDB_txn *txn;
-    int rc = mdb_txn_begin(job->l->env, NULL, 0, &txn);
+    int rc = mdb_txn_begin(job->l->env, parent, 0, &txn);
 
     if (rc != 0)
         return rc;
@@ -264,45 +301,119 @@ static int run_write(struct kv_lmdb_job *job, MDB_val *key, uint64_t now)
     return mdb_txn_commit(txn);
 }
 
-/* Runs on the pool thread. */
-static void kv_lmdb_work(void *ctx)
+static MDB_val job_key(const struct kv_lmdb_job *job)
 {
-    struct kv_lmdb_job *job = ctx;
-    MDB_val key = {.mv_size = job->req->key_len, .mv_data = job->req->key};
-    uint64_t now = kv_now_ms();
-    MDB_txn *txn;
-    int rc;
-
-    if (job->req->op != KV_OP_GET) {
-        if (run_write(job, &key, now) != 0)
-            job->res = (struct kv_result){.status = KV_ERROR};
-        return;
-    }
-    rc = mdb_txn_begin(job->l->env, NULL, MDB_RDONLY, &txn);
-    if (rc != 0) {
-        job->res.status = KV_ERROR;
-        return;
-    }
-    op_get(job, txn, &key, now);
-    mdb_txn_abort(txn);
+    return (MDB_val){.mv_size = job->req->key_len, .mv_data = job->req->key};
 }
 
-/* On the loop (or inside workpool_destroy). */
+/* Runs a batch in submission order: the writes (and the reads that come
+ * after the first write, which must see them) in one write transaction
+ * with one commit, one fsync; the reads before it in a read-only one. A
+ * failed commit fails everything that went through the write transaction. */
+static void run_batch(struct kv_lmdb *l, struct kv_lmdb_job *batch, uint64_t now)
+{
+    MDB_txn *rtxn = NULL, *wtxn = NULL;
+    bool wrote = false;
+
+    for (struct kv_lmdb_job *job = batch; job != NULL; job = job->next) {
+        MDB_val key = job_key(job);
+        if (job->req->op == KV_OP_GET && wtxn == NULL) {
+            if (rtxn == NULL && mdb_txn_begin(l->env, NULL, MDB_RDONLY, &rtxn) != 0)
+                rtxn = NULL; /* this read stays KV_ERROR */
+            else
+                op_get(job, rtxn, &key, now);
+            continue;
+        }
+        if (wtxn == NULL && mdb_txn_begin(l->env, NULL, 0, &wtxn) != 0) {
+            wtxn = NULL;
+            continue; /* stays KV_ERROR; the next one tries again */
+        }
+        job->in_write = true;
+        if (job->req->op == KV_OP_GET) {
+            op_get(job, wtxn, &key, now);
+        } else if (run_write(job, wtxn, &key, now) != 0) {
+            job->res = (struct kv_result){.status = KV_ERROR};
+        } else {
+            wrote = true;
+        }
+    }
+    if (rtxn != NULL)
+        mdb_txn_abort(rtxn);
+    if (wtxn == NULL)
+        return;
+    if (!wrote) {
+        mdb_txn_abort(wtxn);
+        return;
+    }
+    if (mdb_txn_commit(wtxn) == 0)
+        return;
+    for (struct kv_lmdb_job *job = batch; job != NULL; job = job->next) {
+        if (job->in_write) {
+            free(job->value);
+            job->value = NULL;
+            job->res = (struct kv_result){.status = KV_ERROR};
+        }
+    }
+}
+
+/* Runs on the pool thread: takes every request queued so far. */
+static void kv_lmdb_work(void *ctx)
+{
+    struct kv_lmdb *l = ctx;
+    struct kv_lmdb_job *batch, *last = NULL;
+    uint64_t now = kv_now_ms();
+
+    pthread_mutex_lock(&l->lock);
+    batch = list_take(&l->pending);
+    l->batch_queued = false;
+    pthread_mutex_unlock(&l->lock);
+    if (batch == NULL)
+        return;
+    run_batch(l, batch, now);
+    for (last = batch; last->next != NULL; last = last->next)
+        ;
+    pthread_mutex_lock(&l->lock);
+    if (l->finished.tail != NULL)
+        l->finished.tail->next = batch;
+    else
+        l->finished.head = batch;
+    l->finished.tail = last;
+    pthread_mutex_unlock(&l->lock);
+}
+
+static void complete_list(struct kv_lmdb_job *job, bool cancelled)
+{
+    while (job != NULL) {
+        struct kv_lmdb_job *next = job->next;
+        if (cancelled)
+            job->res = (struct kv_result){.status = KV_CANCELLED};
+        kv_req_complete(job->req, &job->res);
+        free(job->value);
+        free(job);
+        job = next;
+    }
+}
+
+/* On the loop (or inside workpool_destroy): completes every finished
+ * request, whichever batch ran it. A batch job cancelled before it ran took
+ * nothing; destroy settles what is still pending. */
 static void kv_lmdb_done(void *ctx, bool cancelled)
 {
-    struct kv_lmdb_job *job = ctx;
+    struct kv_lmdb *l = ctx;
+    struct kv_lmdb_job *finished;
 
-    if (cancelled)
-        job->res = (struct kv_result){.status = KV_CANCELLED};
-    kv_req_complete(job->req, &job->res);
-    free(job->value);
-    free(job);
+    (void)cancelled;
+    pthread_mutex_lock(&l->lock);
+    finished = list_take(&l->finished);
+    pthread_mutex_unlock(&l->lock);
+    complete_list(finished, false);
 }
 
 static void kv_lmdb_submit(void *be, struct kv_req *req)
 {
     struct kv_lmdb *l = be;
     struct kv_lmdb_job *job = calloc(1, sizeof(*job));
+    bool ok = true;
 
     if (job == NULL) {
         kv_req_fail(req, KV_ERROR);
@@ -311,7 +422,15 @@ static void kv_lmdb_submit(void *be, struct kv_req *req)
     job->l = l;
     job->req = req;
     job->res.status = KV_ERROR;
-    if (workpool_submit(l->pool, kv_lmdb_work, kv_lmdb_done, job) < 0) {
+    pthread_mutex_lock(&l->lock);
+    if (!l->batch_queued && workpool_submit(l->pool, kv_lmdb_work, kv_lmdb_done, l) < 0)
+        ok = false;
+    if (ok) {
+        list_push(&l->pending, job);
+        l->batch_queued = true;
+    }
+    pthread_mutex_unlock(&l->lock);
+    if (!ok) {
         free(job);
         kv_req_fail(req, KV_ERROR);
     }
@@ -321,7 +440,10 @@ static void kv_lmdb_destroy(void *be)
 {
     struct kv_lmdb *l = be;
 
-    workpool_destroy(&l->pool);
+    workpool_destroy(&l->pool); /* runs the done() still due */
+    complete_list(list_take(&l->finished), false);
+    complete_list(list_take(&l->pending), true);
+    pthread_mutex_destroy(&l->lock);
     mdb_env_close(l->env);
     free(l);
 }
@@ -380,9 +502,11 @@ int kv_lmdb_open(struct event_base *base, const struct kv_config *cfg, void **be
         snprintf(error, errsize, "kv: out of memory");
         return -1;
     }
+    pthread_mutex_init(&l->lock, NULL);
     if (kv_lmdb_env(l, cfg, error, errsize) < 0) {
         if (l->env != NULL)
             mdb_env_close(l->env);
+        pthread_mutex_destroy(&l->lock);
         free(l);
         return -1;
     }
@@ -390,6 +514,7 @@ int kv_lmdb_open(struct event_base *base, const struct kv_config *cfg, void **be
     if (l->pool == NULL) {
         snprintf(error, errsize, "kv: workpool: %s", strerror(errno));
         mdb_env_close(l->env);
+        pthread_mutex_destroy(&l->lock);
         free(l);
         return -1;
     }

@@ -222,6 +222,66 @@ static void run_step(struct env *e, const struct step *s)
         assert_int_equal(w.res.number, s->number);
 }
 
+/* The same steps sent all at once, without waiting for any answer: the
+ * store batches them (LMDB: one transaction, nested writes; Redis: one
+ * pipeline) and every answer must still be the one of the steps in order,
+ * the failing INCR on a text value included, without spoiling the rest. */
+static bool all_answered(const void *ctx)
+{
+    const struct waiter *w = ctx;
+
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++)
+        if (w[i].calls == 0)
+            return false;
+    return true;
+}
+
+static void test_burst(void **state)
+{
+    struct env *e = *state;
+    static struct waiter w[sizeof(steps) / sizeof(steps[0])];
+    const size_t n = sizeof(steps) / sizeof(steps[0]);
+
+    memset(w, 0, sizeof(w));
+    for (size_t i = 0; i < n; i++) {
+        const struct step *st = &steps[i];
+        size_t len = st->value_len != 0 ? st->value_len : (st->value != NULL ? strlen(st->value) : 0);
+        struct kv_req *req = NULL;
+        char key[64];
+        snprintf(key, sizeof(key), "burst-%s", st->key); /* LMDB keeps test_steps' keys */
+        switch (st->op) {
+        case S_GET:
+            req = kv_get(e->kv, key, on_result, &w[i]);
+            break;
+        case S_SET:
+            req = kv_set(e->kv, key, st->value, len, 0, on_result, &w[i]);
+            break;
+        case S_DEL:
+            req = kv_del(e->kv, key, on_result, &w[i]);
+            break;
+        case S_INCR:
+            req = kv_incr(e->kv, key, st->delta, 0, on_result, &w[i]);
+            break;
+        }
+        assert_non_null(req);
+    }
+    if (!loop_run_until(e->base, all_answered, w, WAIT_MAX_MS))
+        fail_msg("not every answer in %d ms", WAIT_MAX_MS);
+    for (size_t i = 0; i < n; i++) {
+        const struct step *st = &steps[i];
+        size_t len = st->value_len != 0 ? st->value_len : (st->value != NULL ? strlen(st->value) : 0);
+        if (w[i].res.status != st->status)
+            fail_msg("step %zu: %s, want %s", i, kv_status_name(w[i].res.status),
+                     kv_status_name(st->status));
+        if (st->op == S_GET && st->status == KV_OK) {
+            assert_int_equal(w[i].res.value_len, len);
+            assert_memory_equal(w[i].value, st->value, len);
+        }
+        if (st->op == S_INCR && st->status == KV_OK)
+            assert_int_equal(w[i].res.number, st->number);
+    }
+}
+
 static void test_steps(void **state)
 {
     struct env *e = *state;
@@ -480,6 +540,7 @@ static void test_lmdb_unwritable(void **state)
 
 #define COMMON_TESTS                                                                               \
     cmocka_unit_test_setup_teardown(test_steps, test_setup, test_teardown),                        \
+        cmocka_unit_test_setup_teardown(test_burst, test_setup, test_teardown),                    \
         cmocka_unit_test_setup_teardown(test_ttl, test_setup, test_teardown),                      \
         cmocka_unit_test_setup_teardown(test_bucket, test_setup, test_teardown),                   \
         cmocka_unit_test_setup_teardown(test_cancel, test_setup, test_teardown),                   \
