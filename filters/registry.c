@@ -11,12 +11,18 @@
 #include "filters/dnsbl.h"
 #include "filters/greylist.h"
 #include "filters/ratelimit.h"
+#include "filters/spamd.h"
 
 /* The order of enum filter_on_error (filter.h). */
 const char *const filter_on_error_values[] = { "tempfail", "accept", "skip", "reject", NULL };
 
 const struct filter_module *const filter_modules[] = {
-    &dnsbl_module, &greylist_module, &ratelimit_module, &dha_module, NULL,
+    &dnsbl_module,
+    &greylist_module,
+    &ratelimit_module,
+    &dha_module,
+    &spamd_module,
+    NULL,
 };
 
 const struct filter_module *filter_module_find(const char *name)

@@ -3,7 +3,8 @@
  * (or hold/) on one commit thread per spool so that the event loop never
  * waits for the disk.
  *
- * Writing (loop thread): spool_msg_begin creates tmp/<id> and puts a zeroed
+ * Writing (loop thread): spool_msg_begin creates tmp/<id> (read-write: the
+ * filters read it before the commit) and puts a zeroed
  * header in a 64 KiB buffer; content is buffered and written with write(2);
  * the first error is kept and returned by every later call. spool_msg_commit
  * appends the envelope (with the message's own queue id and content size) and
@@ -396,7 +397,7 @@ struct spool_msg *spool_msg_begin(struct spool *spool, const char *queue_id)
     }
     msg->spool = spool;
     memcpy(msg->queue_id, queue_id, len + 1);
-    msg->fd = openat(spool->tmp_fd, queue_id, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+    msg->fd = openat(spool->tmp_fd, queue_id, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
     if (msg->fd < 0) {
         int err = errno;
 

@@ -75,3 +75,9 @@ tests_unit_test_ratelimit_SOURCES = tests/unit/test-ratelimit.c $(UNIT_KV) $(UNI
 	$(UNIT_FILTER) $(UNIT_LOOP)
 tests_unit_test_ratelimit_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_ratelimit_LDADD = $(UNIT_LIBS)
+UNIT_TESTS += tests/unit/test-spamd-reply tests/unit/test-spamd
+tests_unit_test_spamd_reply_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_spamd_reply_LDADD = $(UNIT_LIBS)
+tests_unit_test_spamd_SOURCES = tests/unit/test-spamd.c $(UNIT_CONFIG) $(UNIT_FILTER) $(UNIT_LOOP)
+tests_unit_test_spamd_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_spamd_LDADD = $(UNIT_LIBS)
