@@ -8,7 +8,8 @@
  * filter_call_done, so it may free the session or start the next stage.
  *
  * A call that fails (returns -1, ends with -1 or times out) loses its
- * findings and gets its link's on_error outcome instead; a timed-out call is
+ * findings and its message edits and gets its link's on_error outcome
+ * instead; a timed-out call is
  * cancelled through the filter's cancel. Unknown on_error values fail closed
  * (tempfail).
  *
@@ -18,6 +19,7 @@
  */
 #include "config.h"
 #include "filters/chain.h"
+#include "filters/edit.h"
 #include "filters/filter-private.h"
 
 #include <assert.h>
@@ -29,6 +31,8 @@
 
 #include <event2/event.h>
 
+#include "lib/log.h"
+
 #define CHAIN_DEFAULT_TIMEOUT_MS 30000u
 
 struct chain {
@@ -37,6 +41,7 @@ struct chain {
     struct chain_filter_stats *stats;
     size_t count;
     size_t sessions; /* alive: chain_free asserts there are none */
+    struct filter_edit_limits edit_limits; /* tmp_dir owned */
 };
 
 struct chain_session {
@@ -106,9 +111,27 @@ void chain_free(struct chain **_chain)
         return;
     *_chain = NULL;
     assert(chain->sessions == 0);
+    free((char *)chain->edit_limits.tmp_dir);
     free(chain->links);
     free(chain->stats);
     free(chain);
+}
+
+int chain_set_edit_limits(struct chain *chain, uint64_t body_max, const char *tmp_dir)
+{
+    char *dir = NULL;
+
+    if (tmp_dir != NULL && (dir = strdup(tmp_dir)) == NULL)
+        return -1;
+    free((char *)chain->edit_limits.tmp_dir);
+    chain->edit_limits.body_max = body_max;
+    chain->edit_limits.tmp_dir = dir;
+    return 0;
+}
+
+const struct filter_edit_limits *chain_call_edit_limits(const struct filter_call *call)
+{
+    return &call->run->session->chain->edit_limits;
 }
 
 size_t chain_stats(const struct chain *chain, struct chain_filter_stats *out, size_t max)
@@ -156,6 +179,7 @@ void chain_session_reset(struct chain_session *s)
     assert(s->run == NULL);
     free_headers(s->result.headers, s->client_headers, s->result.header_count);
     s->result.header_count = s->client_headers;
+    filter_edits_free(&s->result.edits);
     s->result.symbol_count = s->client_symbols;
     s->result.score = s->client_score;
     s->result.action = FILTER_ACTION_NONE;
@@ -173,6 +197,7 @@ void chain_session_free(struct chain_session **_s)
     *_s = NULL;
     chain_run_cancel(s->run);
     free_headers(s->result.headers, 0, s->result.header_count);
+    filter_edits_free(&s->result.edits);
     s->chain->sessions--;
     free(s);
 }
@@ -180,6 +205,14 @@ void chain_session_free(struct chain_session **_s)
 const struct chain_result *chain_session_result(const struct chain_session *s)
 {
     return &s->result;
+}
+
+struct filter_edits *chain_session_take_edits(struct chain_session *s)
+{
+    struct filter_edits *e = s->result.edits;
+
+    s->result.edits = NULL;
+    return e;
 }
 
 /* ---- a call's end ---- */
@@ -203,6 +236,7 @@ static void chain_call_on_error(struct filter_call *call, const char *why)
     call->delay_ms = 0;
     free_headers(call->headers, 0, call->header_count);
     call->header_count = 0;
+    filter_edits_free(&call->edits);
     call->score = 0;
     call->action = FILTER_ACTION_NONE;
     call->reply = (struct smtp_status){.code = 0};
@@ -293,6 +327,24 @@ static void chain_default_reply(struct smtp_status *reply, enum filter_action ac
     }
 }
 
+/* A call's edits go after those of the links before it, whole or not at
+ * all: a filter's edits are applied together or not. */
+static void chain_merge_edits(struct chain_result *res, struct filter_call *call)
+{
+    if (call->edits == NULL)
+        return;
+    if (res->edits == NULL) {
+        res->edits = call->edits;
+        call->edits = NULL;
+        return;
+    }
+    if (filter_edits_merge(res->edits, call->edits) < 0)
+        log_warning("%s: %s: message edits dropped: over the limits of a message",
+                    call->txn->queue_id != NULL ? call->txn->queue_id : "-",
+                    call->link->ops->name);
+    filter_edits_free(&call->edits);
+}
+
 static void chain_merge_call(struct chain_result *res, struct filter_call *call)
 {
     for (size_t j = 0; j < call->symbol_count && res->symbol_count < CHAIN_SYMBOLS_MAX; j++)
@@ -304,6 +356,7 @@ static void chain_merge_call(struct chain_result *res, struct filter_call *call)
             free_headers(call->headers, j, j + 1);
     }
     call->header_count = 0;
+    chain_merge_edits(res, call);
     res->score += call->score;
     if (!filter_action_stronger(call->action, res->action))
         return;
@@ -358,6 +411,7 @@ static void chain_run_free(struct chain_run *run)
         free(run->calls[i].symbols);
         free_headers(run->calls[i].headers, 0, run->calls[i].header_count);
         free(run->calls[i].headers);
+        filter_edits_free(&run->calls[i].edits);
     }
     if (run->deliver != NULL)
         event_free(run->deliver);

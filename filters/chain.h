@@ -25,6 +25,7 @@
 #include "filters/filter.h"
 
 struct event_base;
+struct filter_edits;
 struct chain;
 struct chain_run;
 struct chain_session;
@@ -53,6 +54,12 @@ struct chain_result {
      * order per stage; kept like the symbols (the client's stay) */
     struct filter_header headers[CHAIN_HEADERS_MAX];
     size_t header_count;
+    /* message edits (filter.h, FILTER_EOM only) of the transaction, every
+     * finished call's in link order, each call's in the order it asked
+     * (filters/edit.h); NULL = none. A failed call's are dropped with its
+     * symbols; a call whose edits would pass the list's limits loses them
+     * all (logged). Freed by reset and free, or taken by the gateway. */
+    struct filter_edits *edits;
 };
 
 struct chain_filter_stats {
@@ -63,6 +70,11 @@ struct chain_filter_stats {
 
 struct chain *chain_new(struct event_base *base, const struct chain_link *links, size_t count);
 void chain_free(struct chain **chain);
+/* Bounds the replaced body a filter of this chain may record (body_max
+ * octets, 0 = FILTER_EDIT_BODY_MAX_DEFAULT) and names the directory where a
+ * body larger than edit.h's FILTER_EDIT_BODY_MEM is kept (NULL = memory).
+ * Returns 0, or -1 when out of memory (the limits stay as they were). */
+int chain_set_edit_limits(struct chain *chain, uint64_t body_max, const char *tmp_dir);
 
 /* One per SMTP session: remembers an ACCEPT (allow-list) across stages and
  * holds the findings. chain_session_reset starts a new transaction: the
@@ -73,6 +85,9 @@ struct chain_session *chain_session_new(struct chain *chain);
 void chain_session_reset(struct chain_session *s);
 void chain_session_free(struct chain_session **s);
 const struct chain_result *chain_session_result(const struct chain_session *s);
+/* Takes the transaction's message edits (chain_result.edits) for the
+ * caller to apply and free (filter_edits_free); NULL when there are none. */
+struct filter_edits *chain_session_take_edits(struct chain_session *s);
 
 typedef void chain_done_cb(void *ctx, const struct chain_result *result);
 

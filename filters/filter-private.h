@@ -1,6 +1,7 @@
 /*
- * filter-private — the inside of struct filter_call, shared by filter.c (the
- * calls a filter makes) and chain.c (which creates, times and merges calls).
+ * filter-private — the inside of struct filter_call, shared by filter.c and
+ * edit.c (the calls a filter makes) and chain.c (which creates, times and
+ * merges calls).
  * Nothing outside filters/ includes this: filters see only filter.h.
  */
 #ifndef POSTERN_FILTER_PRIVATE_H
@@ -15,6 +16,8 @@
 #include "lib/smtp-reply.h"
 
 struct event;
+struct filter_edits;
+struct filter_edit_limits;
 
 enum filter_call_state {
     FILTER_CALL_IDLE,      /* the link has no callback for this stage */
@@ -40,6 +43,7 @@ struct filter_call {
     double score;
     struct filter_header *headers; /* filter_call_add_header, in order */
     size_t header_count;
+    struct filter_edits *edits;    /* message edits (edit.c), made at the first; or NULL */
     bool hit;
     unsigned delay_ms; /* filter_call_delay */
     enum filter_action action;
@@ -48,5 +52,15 @@ struct filter_call {
 
 /* chain.c: a pending call ended (result 1 = done, -1 = error). */
 void chain_call_done(struct filter_call *call, int result);
+/* chain.c: the limits of the call's chain for its message edits. */
+const struct filter_edit_limits *chain_call_edit_limits(const struct filter_call *call);
+
+/* filter.c: the call is running or pending (its filter owns it). */
+bool filter_call_live(const struct filter_call *call);
+/* filter.c: the rules of filter_call_add_header for a field's name (1 to
+ * FILTER_HEADER_NAME_MAX printable characters, no ':') and value (printable
+ * ASCII, CR LF only as a fold, at most FILTER_HEADER_VALUE_MAX octets). */
+bool filter_header_name_ok(const char *name);
+bool filter_header_value_ok(const char *value);
 
 #endif

@@ -2,7 +2,7 @@
  * filter — see filter.h. The calls a filter makes on its struct filter_call:
  * reading the transaction, adding symbols, asking for an action, keeping its
  * own state while pending and ending a pending call; and the names and the
- * order of the closed set of actions.
+ * order of the closed set of actions. The message edits are edit.c's.
  *
  * Trusts filters to keep the contract of filter.h; a broken one (an action
  * outside the set, filter_call_done twice, after cancel or from inside its
@@ -19,8 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A call takes findings only while its filter owns it. */
-static bool filter_call_live(const struct filter_call *call)
+bool filter_call_live(const struct filter_call *call)
 {
     return call->state == FILTER_CALL_RUNNING || call->state == FILTER_CALL_PENDING;
 }
@@ -95,7 +94,7 @@ void filter_call_symbol(struct filter_call *call, const char *name, double score
     snprintf(sym->text, sizeof(sym->text), "%s", text == NULL ? "" : text);
 }
 
-static bool header_name_ok(const char *name)
+bool filter_header_name_ok(const char *name)
 {
     size_t n = strlen(name);
 
@@ -109,7 +108,7 @@ static bool header_name_ok(const char *name)
 }
 
 /* Printable ASCII; CR LF only as a fold (followed by a space or tab). */
-static bool header_value_ok(const char *value)
+bool filter_header_value_ok(const char *value)
 {
     if (strlen(value) > FILTER_HEADER_VALUE_MAX)
         return false;
@@ -129,7 +128,7 @@ int filter_call_add_header(struct filter_call *call, const char *name, const cha
     struct filter_header *grown;
 
     assert(filter_call_live(call));
-    if (!header_name_ok(name) || !header_value_ok(value) ||
+    if (!filter_header_name_ok(name) || !filter_header_value_ok(value) ||
         call->header_count >= CHAIN_HEADERS_MAX)
         return -1;
     grown = realloc(call->headers, (call->header_count + 1) * sizeof(*grown));
@@ -238,44 +237,4 @@ const char *filter_stage_name(enum filter_stage s)
     if ((unsigned)s >= FILTER_STAGES)
         return "unknown";
     return names[s];
-}
-
-/* Message edits: recorded and applied by filters/edit.c and the gateway
- * (being written); until then every request is refused. */
-int filter_call_insert_header(struct filter_call *call, size_t index, const char *name,
-                              const char *value)
-{
-    (void)call, (void)index, (void)name, (void)value;
-    return -1;
-}
-
-int filter_call_change_header(struct filter_call *call, const char *name, size_t index,
-                              const char *value)
-{
-    (void)call, (void)name, (void)index, (void)value;
-    return -1;
-}
-
-int filter_call_replace_body(struct filter_call *call, const void *chunk, size_t len)
-{
-    (void)call, (void)chunk, (void)len;
-    return -1;
-}
-
-int filter_call_change_sender(struct filter_call *call, const char *sender, const char *params)
-{
-    (void)call, (void)sender, (void)params;
-    return -1;
-}
-
-int filter_call_add_rcpt(struct filter_call *call, const char *rcpt, const char *params)
-{
-    (void)call, (void)rcpt, (void)params;
-    return -1;
-}
-
-int filter_call_delete_rcpt(struct filter_call *call, const char *rcpt)
-{
-    (void)call, (void)rcpt;
-    return -1;
 }

@@ -155,6 +155,18 @@ int filter_call_add_header(struct filter_call *call, const char *name, const cha
  *       becomes the concatenation of every chunk given (CR LF lines);
  *   change_sender / add_rcpt / delete_rcpt: the envelope; params are ESMTP
  *       parameters ("SIZE=..." is ignored) or NULL.
+ * In detail (filters/edit.h, gateway/message-edit.h): indexes count the
+ * fields as content_fd shows them, whose first is Postern's own Received:;
+ * that field stays first and unchanged (an insert at 0 goes right after
+ * it; a change or delete aimed at it is ignored and logged). Edits apply
+ * one after the other, each to the header as the earlier ones left it;
+ * names compare case-insensitively; change_header index 0 means 1. A later
+ * link's replace_body wins over an earlier one's. Addresses are "<a@b>" or
+ * "a@b" ("<>": null sender); delete_rcpt removes every recipient equal to
+ * it (domain compared case-insensitively), and when none is left the
+ * message is discarded. Limits: FILTER_EDITS_MAX (1,000) edits per
+ * message, a body up to the message size limit; a replace_body that fails
+ * drops the whole replacement (and later chunks fail too).
  */
 int filter_call_insert_header(struct filter_call *call, size_t index, const char *name,
                               const char *value);

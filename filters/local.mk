@@ -6,6 +6,7 @@ filters_libfilters_a_SOURCES = \
 	filters/filter.c filters/filter.h filters/filter-private.h \
 	filters/chain.c filters/chain.h \
 	filters/module.h filters/registry.c
+filters_libfilters_a_SOURCES += filters/edit.c filters/edit.h
 filters_libfilters_a_SOURCES += filters/dnsbl.c filters/dnsbl.h
 filters_libfilters_a_SOURCES += filters/dnsbl-config.c
 filters_libfilters_a_SOURCES += filters/greylist.c filters/greylist.h \

@@ -17,6 +17,7 @@ gateway_libgateway_a_SOURCES = \
 	gateway/smtp-relay.c gateway/smtp-relay.h \
 	gateway/smtp-hooks.c gateway/smtp-hooks.h \
 	gateway/smtp-filters.c gateway/smtp-filters.h \
+	gateway/message-edit.c gateway/message-edit.h \
 	gateway/rcpt-verify.c gateway/rcpt-verify.h \
 	gateway/client-name.c gateway/client-name.h
 

@@ -331,6 +331,7 @@ static void commit(struct smtp_session *s)
     if (rcpts != NULL && addrs != NULL && orcpts != NULL) {
         envelope_from_txn(s, &env, rcpts, addrs, orcpts, sender, sizeof(sender));
         s->state = SMTP_S_WAIT;
+        t->committing = true;
         if (t->verdict == SMTP_VERDICT_HOLD)
             rc = spool_msg_commit_hold(t->msg, &env, commit_done, s);
         else

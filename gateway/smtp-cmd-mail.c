@@ -22,7 +22,7 @@ void smtp_session_reset_txn(struct smtp_session *s)
 
     if (t == NULL)
         return;
-    if (t->msg != NULL && s->state == SMTP_S_WAIT)
+    if (t->msg != NULL && t->committing)
         spool_msg_detach(t->msg); /* commit in flight: it completes without us */
     else
         spool_msg_abort(&t->msg);

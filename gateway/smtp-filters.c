@@ -2,16 +2,22 @@
  * smtp-filters — see smtp-filters.h. The per-session state (struct
  * filter_sess, in session->hook_state) holds the chain session, the run in
  * flight and the filter_txn with the text it points to, which must stay
- * valid until the chain calls back.
+ * valid until the chain calls back. When the end-of-message verdict
+ * accepts the message, the filters' message edits are applied
+ * (message-edit.h): the envelope at once, the content on the worker's
+ * edit thread, and the stage ends when the rewrite has.
  */
 #include "config.h"
 #include "gateway/smtp-filters.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "filters/chain.h"
+#include "filters/edit.h"
+#include "gateway/message-edit.h"
 #include "gateway/rcpt-verify.h"
 #include "gateway/server-config.h"
 #include "gateway/smtp-session-private.h"
@@ -20,6 +26,7 @@
 #include "lib/kv.h"
 #include "lib/log.h"
 #include "lib/spool.h"
+#include "lib/workpool.h"
 #include "policy/policy.h"
 
 struct smtp_filters {
@@ -32,6 +39,7 @@ struct smtp_filters {
     size_t instance_count;
     struct chain **chains;  /* one per listener (NULL: the listener runs none) */
     size_t chain_count;
+    struct workpool *edit_pool; /* message rewrites; made at the first */
     struct smtp_hooks hooks;
 };
 
@@ -49,6 +57,8 @@ struct filter_sess {
     char rcpt[ADDR_TEXT_MAX];
     char **rcpts; /* text of the accepted recipients, for DATA and EOM */
     size_t rcpt_count;
+    struct message_edit_job *edit_job; /* the content rewrite in flight */
+    struct smtp_hook_result edit_result; /* the verdict it waits to give */
 };
 
 enum smtp_verdict smtp_filters_verdict(enum filter_action action)
@@ -155,6 +165,80 @@ static int add_header(void *ctx, const char *name, const char *value)
     return -1;
 }
 
+/* A failed rewrite refuses the message: a header section too big to edit
+ * is the client's doing (552), anything else a local trouble (451). */
+static void edit_failed(struct filter_sess *fs, struct smtp_hook_result *r, int error)
+{
+    log_error("%s: cannot apply the filters' changes to the message: %s", fs->s->txn->queue_id,
+              strerror(error));
+    if (error == E2BIG) {
+        r->verdict = SMTP_VERDICT_REJECT;
+        smtp_status_set(&r->reply, 552, "5.3.4", "Error: message header too big to edit");
+    } else {
+        r->verdict = SMTP_VERDICT_TEMPFAIL;
+        smtp_status_set(&r->reply, 451, "4.3.0", "Error: cannot apply the filters' changes");
+    }
+}
+
+static void on_edit_done(void *ctx, int error, const struct message_edit_report *rep)
+{
+    struct filter_sess *fs = ctx;
+    struct smtp_txn *t = fs->s->txn;
+    struct smtp_hook_result r = fs->edit_result;
+    int64_t size;
+
+    fs->edit_job = NULL;
+    if (error != 0) {
+        edit_failed(fs, &r, error);
+    } else {
+        /* the summary line's size is the reader's count: make it the new
+         * content's (less Postern's Received:, as before) */
+        size = (int64_t)smtp_data_size(&t->reader) + (int64_t)rep->new_size -
+               (int64_t)rep->old_size;
+        t->reader.size = size > 0 ? (uint64_t)size : 0;
+        log_info("%s: filters edited the message: header fields +%u ~%u -%u, %u appended, "
+                 "body %s, size %llu -> %llu",
+                 t->queue_id, rep->inserted, rep->changed, rep->deleted, rep->appended,
+                 rep->body ? "replaced" : "kept", (unsigned long long)rep->old_size,
+                 (unsigned long long)rep->new_size);
+        if (rep->ignored > 0)
+            log_warning("%s: filter %s: %u change(s) of Postern's Received: ignored",
+                        t->queue_id, rep->ignored_by, rep->ignored);
+    }
+    fs->done(fs->s, &r);
+}
+
+/* Applies the transaction's message edits to an accepted message. Returns
+ * 1 when r is final now, 0 when the content rewrite will end the stage. */
+static int apply_edits(struct filter_sess *fs, struct smtp_hook_result *r)
+{
+    struct smtp_txn *t = fs->s->txn;
+    struct filter_edits *e = chain_session_take_edits(fs->cs);
+    int ret = 1;
+
+    if (e == NULL)
+        return 1;
+    if (message_edit_envelope(t, e) < 0) {
+        edit_failed(fs, r, ENOMEM);
+    } else if (t->rcpt_count == 0) {
+        log_info("%s: the filters removed every recipient: message discarded", t->queue_id);
+        r->verdict = SMTP_VERDICT_DISCARD;
+    } else if (filter_edits_touch_content(e) && t->msg != NULL) {
+        errno = 0;
+        if (fs->f->edit_pool == NULL)
+            fs->f->edit_pool = workpool_create(fs->f->env.base, 1);
+        fs->edit_result = *r;
+        if (fs->f->edit_pool == NULL ||
+            (fs->edit_job = message_edit_start(fs->f->edit_pool, t->msg, &e, on_edit_done,
+                                               fs)) == NULL)
+            edit_failed(fs, r, errno != 0 ? errno : ENOMEM);
+        else
+            ret = 0;
+    }
+    filter_edits_free(&e);
+    return ret;
+}
+
 static void on_chain_done(void *ctx, const struct chain_result *res)
 {
     struct filter_sess *fs = ctx;
@@ -176,6 +260,8 @@ static void on_chain_done(void *ctx, const struct chain_result *res)
             (void)add_header(fs->s->txn, res->headers[i].name, res->headers[i].value);
         (void)policy_headers(&cfg->filtering.policy, &d, res, cfg->server.hostname, add_header,
                              fs->s->txn);
+        if (apply_edits(fs, &r) == 0)
+            return;
     }
     fs->done(fs->s, &r);
 }
@@ -242,6 +328,8 @@ static void filters_cancel(void *ctx, struct smtp_session *s)
         chain_run_cancel(fs->run);
         fs->run = NULL;
     }
+    if (fs != NULL)
+        message_edit_cancel(&fs->edit_job);
 }
 
 static void filters_end(void *ctx, struct smtp_session *s)
@@ -337,7 +425,9 @@ static int make_chains(struct smtp_filters *f, struct event_base *base, char *er
                        size_t errsize)
 {
     const struct postern_config *cfg = f->cfg;
+    char tmp_dir[4096]; /* where a replaced body past edit.h's memory part goes */
 
+    snprintf(tmp_dir, sizeof(tmp_dir), "%s/tmp", cfg->server.spool_dir);
     if ((f->chains = calloc(cfg->listener_count + 1, sizeof(*f->chains))) == NULL)
         goto oom;
     for (; f->chain_count < cfg->listener_count; f->chain_count++) {
@@ -357,7 +447,9 @@ static int make_chains(struct smtp_filters *f, struct event_base *base, char *er
         }
         f->chains[f->chain_count] = chain_new(base, links, l->chain_len);
         free(links);
-        if (f->chains[f->chain_count] == NULL)
+        if (f->chains[f->chain_count] == NULL ||
+            chain_set_edit_limits(f->chains[f->chain_count],
+                                  (uint64_t)cfg->smtp.message_size_limit, tmp_dir) < 0)
             goto oom;
     }
     return 0;
@@ -395,6 +487,7 @@ void smtp_filters_free(struct smtp_filters **fp)
     if (f == NULL)
         return;
     *fp = NULL;
+    workpool_destroy(&f->edit_pool); /* settles the rewrites of sessions gone */
     for (size_t i = 0; i < f->chain_count; i++)
         chain_free(&f->chains[i]);
     free(f->chains);

@@ -62,6 +62,7 @@ struct smtp_txn {
     struct timeval data_start;
     struct timeval start;
     enum smtp_verdict verdict;
+    bool committing; /* msg is with the spool's commit (else: still ours to abort) */
     /* Header fields the hooks add (smtp_txn_add_header): written before
      * the content at delivery, never into the spooled content itself;
      * NULL = none. Owned by the transaction. */

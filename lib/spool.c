@@ -4,13 +4,16 @@
  * waits for the disk.
  *
  * Writing (loop thread): spool_msg_begin creates tmp/<id> (read-write: the
- * filters read it before the commit) and puts a zeroed
- * header in a 64 KiB buffer; content is buffered and written with write(2);
+ * filters read it before the commit) and puts a zeroed header in a 64 KiB
+ * buffer; content is buffered and written with write(2);
  * the first error is kept and returned by every later call. spool_msg_commit
  * appends the envelope (with the message's own queue id and content size) and
  * END, patches the header (in the buffer, or with pwrite once flushed), and
  * queues the message. The envelope is parsed back before it is written, so a
- * message is only ever acknowledged in a form the reader accepts.
+ * message is only ever acknowledged in a form the reader accepts. A rewrite
+ * (spool_msg_rewrite_begin) is a second message writing tmp/<id>.new, which
+ * finish renames over tmp/<id> and whose descriptor and buffer the message
+ * then takes: the commit path is the same for a rewritten message.
  *
  * Group commit: the commit thread is a one-thread workpool. A commit job is
  * queued only when none is waiting; when it runs it takes every pending
@@ -85,6 +88,8 @@ struct spool_msg {
     bool hold; /* committed into hold/, not queue/ */
     bool renamed;
     char queue_id[SPOOL_QUEUE_ID_MAX + 1];
+    char tmp_name[SPOOL_QUEUE_ID_MAX + 8]; /* its file in tmp/: the queue id, or
+                                           * "<id>.new" for a rewrite */
     char *buf; /* SPOOL_BUF_SIZE; freed when handed to the commit thread */
     size_t buf_len;
     uint64_t flushed;     /* octets written to fd */
@@ -172,10 +177,10 @@ static void commit_one(struct spool *spool, struct spool_msg *msg)
         msg->error = errno;
     msg->fd = -1;
     if (msg->error == 0 &&
-        rename_noreplace(spool->tmp_fd, msg->queue_id, msg_dir_fd(spool, msg), msg->queue_id) < 0)
+        rename_noreplace(spool->tmp_fd, msg->tmp_name, msg_dir_fd(spool, msg), msg->queue_id) < 0)
         msg->error = errno;
     if (msg->error != 0) {
-        (void)unlinkat(spool->tmp_fd, msg->queue_id, 0);
+        (void)unlinkat(spool->tmp_fd, msg->tmp_name, 0);
         return;
     }
     msg->renamed = true;
@@ -380,7 +385,9 @@ static int msg_append(struct spool_msg *msg, const void *data, size_t len)
     return 0;
 }
 
-struct spool_msg *spool_msg_begin(struct spool *spool, const char *queue_id)
+/* A new message in tmp/<tmp_name>, with its header reserved. Read and
+ * write: the filters read the content before the commit. */
+static struct spool_msg *msg_new(struct spool *spool, const char *queue_id, const char *suffix)
 {
     struct spool_msg *msg;
     size_t len = strlen(queue_id);
@@ -397,7 +404,8 @@ struct spool_msg *spool_msg_begin(struct spool *spool, const char *queue_id)
     }
     msg->spool = spool;
     memcpy(msg->queue_id, queue_id, len + 1);
-    msg->fd = openat(spool->tmp_fd, queue_id, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+    snprintf(msg->tmp_name, sizeof(msg->tmp_name), "%s%s", queue_id, suffix);
+    msg->fd = openat(spool->tmp_fd, msg->tmp_name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
     if (msg->fd < 0) {
         int err = errno;
 
@@ -408,6 +416,46 @@ struct spool_msg *spool_msg_begin(struct spool *spool, const char *queue_id)
     spool_header_format(msg->buf, 0, 0);
     msg->buf_len = SPOOL_HEADER_LEN;
     return msg;
+}
+
+struct spool_msg *spool_msg_begin(struct spool *spool, const char *queue_id)
+{
+    return msg_new(spool, queue_id, "");
+}
+
+struct spool_msg *spool_msg_rewrite_begin(struct spool_msg *msg)
+{
+    if (msg_flush(msg) < 0)
+        return NULL;
+    return msg_new(msg->spool, msg->queue_id, ".new");
+}
+
+int spool_msg_rewrite_finish(struct spool_msg *msg, struct spool_msg **_dst)
+{
+    struct spool_msg *dst = *_dst;
+    int tmp_fd = msg->spool->tmp_fd;
+    int err;
+
+    *_dst = NULL;
+    assert(dst->spool == msg->spool && strcmp(dst->queue_id, msg->queue_id) == 0);
+    if (dst->error != 0 || renameat(tmp_fd, dst->tmp_name, tmp_fd, msg->tmp_name) < 0) {
+        err = dst->error != 0 ? dst->error : errno;
+        spool_msg_abort(&dst);
+        errno = err;
+        return -1;
+    }
+    close(msg->fd); /* the old file: unlinked by the rename */
+    free(msg->buf);
+    msg->fd = dst->fd;
+    msg->buf = dst->buf;
+    msg->buf_len = dst->buf_len;
+    msg->flushed = dst->flushed;
+    msg->content_len = dst->content_len;
+    msg->error = 0;
+    dst->fd = -1;
+    dst->buf = NULL;
+    msg_free(dst);
+    return 0;
 }
 
 int spool_msg_write(struct spool_msg *msg, const void *data, size_t len)
@@ -540,7 +588,7 @@ void spool_msg_abort(struct spool_msg **_msg)
     if (msg->fd >= 0) {
         close(msg->fd);
         msg->fd = -1;
-        (void)unlinkat(msg->spool->tmp_fd, msg->queue_id, 0);
+        (void)unlinkat(msg->spool->tmp_fd, msg->tmp_name, 0);
     }
     msg_free(msg);
 }

@@ -64,6 +64,24 @@ uint64_t spool_msg_size(const struct spool_msg *msg);
  * stays the spool's. Returns 0, or -1 with errno (the sticky error). */
 int spool_msg_content(struct spool_msg *msg, int *fd_r, uint64_t *offset_r, uint64_t *length_r);
 
+/* Rewriting a message before its commit (the filters' message edits): a
+ * new content is written to a new file, tmp/<queue_id>.new, with
+ * spool_msg_write on the message that spool_msg_rewrite_begin returns, and
+ * spool_msg_rewrite_finish puts it in place of msg's content. msg's own
+ * buffer is written out first, so its content can be read meanwhile
+ * (spool_msg_content, with pread on a dup of the descriptor). The new
+ * message may be filled on another thread than the loop's (one at a time);
+ * finish or abort it (spool_msg_abort removes its file) on the loop; msg is
+ * not written, committed or aborted meanwhile. Returns NULL with errno. */
+struct spool_msg *spool_msg_rewrite_begin(struct spool_msg *msg);
+/* msg takes *dst's content: dst's file is renamed over msg's in tmp/ (no
+ * fsync needed there: the commit fsyncs the file and renames it into queue/
+ * as for any message, so the 250 still follows the durable final file).
+ * *dst is freed and cleared. On failure (dst's sticky write error, the
+ * rename) returns -1 with errno: msg keeps its old content and dst's file
+ * is removed. */
+int spool_msg_rewrite_finish(struct spool_msg *msg, struct spool_msg **dst);
+
 /* error is 0 when the message is durable in queue/ (hold/ for
  * spool_msg_commit_hold), else an errno value (and no file is left behind). */
 typedef void spool_commit_cb(void *ctx, int error);

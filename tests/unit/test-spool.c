@@ -4,7 +4,8 @@
  * values, a table of corrupt envelopes, a table of added header lines, and
  * the gateway's smtp_txn_add_header that fills them), and
  * the spool against a real event_base in a mkdtemp directory (commit, commit
- * into hold/, group commit, detach, abort, recovery of queue/ and hold/, a
+ * into hold/, group commit, detach, abort, rewrite before the commit,
+ * recovery of queue/ and hold/, a
  * full disk on a tiny tmpfs, queue id uniqueness).
  *
  * Trusts nothing but cmocka and libevent; needs root only for the tmpfs test,
@@ -977,6 +978,76 @@ static void test_detach(void **state)
     check_committed(fx, id2, "world\r\n", 7);
 }
 
+/* A rewrite before the commit: the content is readable through
+ * spool_msg_content; the new one goes to tmp/<id>.new, takes the old one's
+ * place on finish, and is what the commit makes durable (the envelope's
+ * size follows it); a rewrite aborted or failing leaves the message as it
+ * was and nothing behind. */
+static void test_rewrite(void **state)
+{
+    struct fixture *fx = *state;
+    struct commit_result res = { 0, -1, NULL };
+    char id[SPOOL_QUEUE_ID_MAX + 1], path[256], buf[64];
+    char *big = make_content(200000, 5);
+    struct spool_envelope env, *parsed = NULL;
+    struct spool_rcpt rcpt;
+    struct spool_msg *msg, *dst;
+    uint64_t off, len;
+    int fd;
+
+    sample_envelope(&env, &rcpt);
+    spool_new_queue_id(fx->spool, id, sizeof(id));
+    msg = spool_msg_begin(fx->spool, id);
+    assert_int_equal(spool_msg_write(msg, "old content\r\n", 13), 0);
+    assert_int_equal(spool_msg_content(msg, &fd, &off, &len), 0);
+    assert_int_equal(len, 13);
+    assert_int_equal(pread(fd, buf, 13, (off_t)off), 13); /* readable: the filters read it */
+    assert_memory_equal(buf, "old content\r\n", 13);
+
+    /* aborted: the message keeps its content */
+    dst = spool_msg_rewrite_begin(msg);
+    assert_non_null(dst);
+    assert_int_equal(count_files(fx->spool_dir, "tmp"), 2);
+    assert_int_equal(spool_msg_write(dst, "x\r\n", 3), 0);
+    spool_msg_abort(&dst);
+    assert_int_equal(count_files(fx->spool_dir, "tmp"), 1);
+    assert_int_equal(spool_msg_size(msg), 13);
+
+    /* the rename fails (its file vanished): -1, the message as it was */
+    dst = spool_msg_rewrite_begin(msg);
+    assert_non_null(dst);
+    snprintf(path, sizeof(path), "%s/tmp/%s.new", fx->spool_dir, id);
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(spool_msg_rewrite_finish(msg, &dst), -1);
+    assert_int_equal(errno, ENOENT);
+    assert_null(dst);
+    assert_int_equal(spool_msg_size(msg), 13);
+    assert_int_equal(count_files(fx->spool_dir, "tmp"), 1);
+
+    /* done: larger than the write buffer, so both flushed and buffered */
+    dst = spool_msg_rewrite_begin(msg);
+    assert_non_null(dst);
+    assert_int_equal(spool_msg_write(dst, big, 200000), 0);
+    assert_int_equal(spool_msg_write(dst, "tail\r\n", 6), 0);
+    assert_int_equal(spool_msg_rewrite_finish(msg, &dst), 0);
+    assert_null(dst);
+    assert_int_equal(count_files(fx->spool_dir, "tmp"), 1);
+    assert_int_equal(spool_msg_size(msg), 200006);
+    assert_int_equal(spool_msg_write(msg, "more\r\n", 6), 0); /* appends go on */
+    assert_int_equal(spool_msg_commit(msg, &env, on_commit, &res), 0);
+    run_until(fx->base, &res.calls, 1);
+    assert_int_equal(res.error, 0);
+    big = realloc(big, 200012);
+    memcpy(big + 200000, "tail\r\nmore\r\n", 12);
+    check_committed(fx, id, big, 200012);
+    queue_path(fx, "queue", id, path, sizeof(path));
+    assert_int_equal(spool_read_envelope(path, &parsed, NULL, NULL, buf, sizeof(buf)), 0);
+    assert_int_equal(parsed->size, 200012);
+    spool_envelope_free(&parsed);
+    assert_int_equal(count_files(fx->spool_dir, "tmp"), 0);
+    free(big);
+}
+
 static void test_abort(void **state)
 {
     struct fixture *fx = *state;
@@ -1293,6 +1364,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_detach, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rewrite, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_drains, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recover_hold, setup, teardown),
