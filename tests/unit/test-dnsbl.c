@@ -188,7 +188,7 @@ static const struct {
     {.filters = "filters = ( { name = \"dnsbl\"; lists = ( { zone = \"bl.test\"; } );\n"
                 " frobnicate = 1; } );",
      .error = ":3: unknown key \"frobnicate\""},
-    {.filters = "filters = ( { name = \"spamd\"; } );", .error = "unknown filter \"spamd\""},
+    {.filters = "filters = ( { name = \"nosuchfilter\"; } );", .error = "unknown filter \"nosuchfilter\""},
     {.filters = DNSBL("lists = ( { score = 1.0; } );"), .error = "dnsbl list without a zone"},
     {.filters = DNSBL(LIST("score = \"lots\";")), .error = "score: invalid number"},
     {.filters = DNSBL("on_error = \"maybe\"; " LIST("")), .error = "on_error: unknown value"},
