@@ -16,3 +16,8 @@ filters_libfilters_a_SOURCES += filters/dha.c filters/dha.h
 filters_libfilters_a_SOURCES += filters/dha-directory.c filters/dha-directory.h
 filters_libfilters_a_SOURCES += filters/spamd.c filters/spamd.h filters/spamd-config.c \
 	filters/spamd-reply.c filters/spamd-reply.h
+filters_libfilters_a_SOURCES += filters/spf.c filters/spf.h filters/spf-config.c \
+	filters/spf-eval.c filters/spf-eval.h filters/spf-header.c \
+	filters/dns-bridge.c filters/dns-bridge.h
+# libspf2 (configure.ac: SPF2_LIBS) for everything that links the filters
+POSTERN_LIBS += $(SPF2_LIBS)

@@ -12,6 +12,7 @@
 #include "filters/greylist.h"
 #include "filters/ratelimit.h"
 #include "filters/spamd.h"
+#include "filters/spf.h"
 
 /* The order of enum filter_on_error (filter.h). */
 const char *const filter_on_error_values[] = { "tempfail", "accept", "skip", "reject", NULL };
@@ -22,6 +23,7 @@ const struct filter_module *const filter_modules[] = {
     &ratelimit_module,
     &dha_module,
     &spamd_module,
+    &spf_module,
     NULL,
 };
 

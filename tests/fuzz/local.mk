@@ -8,6 +8,8 @@ FUZZ_TARGETS = tests/fuzz/fuzz-address tests/fuzz/fuzz-smtp-session tests/fuzz/f
 	tests/fuzz/fuzz-smtp-reply tests/fuzz/fuzz-dns-reply
 FUZZ_REPLAY_TESTS += tests/fuzz/replay-message-edit.sh
 FUZZ_TARGETS += tests/fuzz/fuzz-message-edit
+FUZZ_REPLAY_TESTS += tests/fuzz/replay-spf-record.sh
+FUZZ_TARGETS += tests/fuzz/fuzz-spf-record
 if ENABLE_FUZZERS
 FUZZ_CFLAGS = -fsanitize=fuzzer
 FUZZ_MAIN =
@@ -47,3 +49,7 @@ tests_fuzz_fuzz_spamd_reply_SOURCES = tests/fuzz/fuzz-spamd-reply.c $(FUZZ_MAIN)
 tests_fuzz_fuzz_spamd_reply_CFLAGS = $(AM_CFLAGS) $(FUZZ_CFLAGS)
 tests_fuzz_fuzz_spamd_reply_LDFLAGS = $(AM_LDFLAGS) $(FUZZ_CFLAGS)
 tests_fuzz_fuzz_spamd_reply_LDADD = $(GATEWAY_LIBS)
+tests_fuzz_fuzz_spf_record_SOURCES = tests/fuzz/fuzz-spf-record.c $(FUZZ_MAIN)
+tests_fuzz_fuzz_spf_record_CFLAGS = $(AM_CFLAGS) $(FUZZ_CFLAGS)
+tests_fuzz_fuzz_spf_record_LDFLAGS = $(AM_LDFLAGS) $(FUZZ_CFLAGS)
+tests_fuzz_fuzz_spf_record_LDADD = $(GATEWAY_LIBS)

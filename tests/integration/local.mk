@@ -15,6 +15,7 @@ INTEGRATION_TESTS += tests/integration/test_ratelimit.py
 INTEGRATION_TESTS += tests/integration/test_hold.py
 INTEGRATION_TESTS += tests/integration/test_greylist.py
 INTEGRATION_TESTS += tests/integration/test_client_name.py
+INTEGRATION_TESTS += tests/integration/test_spf.py
 INTEGRATION_TESTS += tests/integration/test_spamd.py
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/harness.py \

@@ -88,3 +88,8 @@ tests_unit_test_spamd_reply_LDADD = $(UNIT_LIBS)
 tests_unit_test_spamd_SOURCES = tests/unit/test-spamd.c $(UNIT_CONFIG) $(UNIT_FILTER) $(UNIT_LOOP)
 tests_unit_test_spamd_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_spamd_LDADD = $(UNIT_LIBS)
+UNIT_TESTS += tests/unit/test-spf
+tests_unit_test_spf_SOURCES = tests/unit/test-spf.c tests/unit/nsd-test.c tests/unit/nsd-test.h \
+	$(UNIT_CONFIG) $(UNIT_FILTER) $(UNIT_LOOP)
+tests_unit_test_spf_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_spf_LDADD = $(UNIT_LIBS)
