@@ -14,6 +14,8 @@ filters_libfilters_a_SOURCES += filters/greylist.c filters/greylist.h \
 filters_libfilters_a_SOURCES += filters/ratelimit.c filters/ratelimit.h
 filters_libfilters_a_SOURCES += filters/dha.c filters/dha.h
 filters_libfilters_a_SOURCES += filters/dha-directory.c filters/dha-directory.h
+filters_libfilters_a_SOURCES += filters/clamd.c filters/clamd.h filters/clamd-config.c \
+	filters/clamd-reply.c
 filters_libfilters_a_SOURCES += filters/spamd.c filters/spamd.h filters/spamd-config.c \
 	filters/spamd-reply.c filters/spamd-reply.h
 filters_libfilters_a_SOURCES += filters/spf.c filters/spf.h filters/spf-config.c \

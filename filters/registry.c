@@ -7,6 +7,7 @@
 
 #include <string.h>
 
+#include "filters/clamd.h"
 #include "filters/dha.h"
 #include "filters/dnsbl.h"
 #include "filters/greylist.h"
@@ -24,6 +25,7 @@ const struct filter_module *const filter_modules[] = {
     &dha_module,
     &spamd_module,
     &spf_module,
+    &clamd_module,
     NULL,
 };
 

@@ -6,6 +6,7 @@ PKGS="build-essential autoconf automake pkg-config clang libclang-rt-14-dev
 libevent-dev libssl-dev libconfig-dev libcmocka-dev libcrypt-dev
 openssl python3 swaks postfix libc-ares-dev nsd dnsutils"
 PKGS="$PKGS liblmdb-dev libhiredis-dev redis-server postgrey"
+PKGS="$PKGS clamav-daemon clamav"
 PKGS="$PKGS libspf2-dev"
 PKGS="$PKGS spamassassin spamd spamc"
 missing=""

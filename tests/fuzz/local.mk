@@ -6,6 +6,8 @@ FUZZ_REPLAY_TESTS = tests/fuzz/replay-address.sh tests/fuzz/replay-smtp-session.
 	tests/fuzz/replay-proxy.sh tests/fuzz/replay-smtp-reply.sh tests/fuzz/replay-dns-reply.sh
 FUZZ_TARGETS = tests/fuzz/fuzz-address tests/fuzz/fuzz-smtp-session tests/fuzz/fuzz-proxy \
 	tests/fuzz/fuzz-smtp-reply tests/fuzz/fuzz-dns-reply
+FUZZ_REPLAY_TESTS += tests/fuzz/replay-clamd-reply.sh
+FUZZ_TARGETS += tests/fuzz/fuzz-clamd-reply
 FUZZ_REPLAY_TESTS += tests/fuzz/replay-message-edit.sh
 FUZZ_TARGETS += tests/fuzz/fuzz-message-edit
 FUZZ_REPLAY_TESTS += tests/fuzz/replay-spf-record.sh
@@ -43,6 +45,10 @@ tests_fuzz_fuzz_message_edit_SOURCES = tests/fuzz/fuzz-message-edit.c $(FUZZ_MAI
 tests_fuzz_fuzz_message_edit_CFLAGS = $(AM_CFLAGS) $(FUZZ_CFLAGS)
 tests_fuzz_fuzz_message_edit_LDFLAGS = $(AM_LDFLAGS) $(FUZZ_CFLAGS)
 tests_fuzz_fuzz_message_edit_LDADD = $(GATEWAY_LIBS)
+tests_fuzz_fuzz_clamd_reply_SOURCES = tests/fuzz/fuzz-clamd-reply.c $(FUZZ_MAIN)
+tests_fuzz_fuzz_clamd_reply_CFLAGS = $(AM_CFLAGS) $(FUZZ_CFLAGS)
+tests_fuzz_fuzz_clamd_reply_LDFLAGS = $(AM_LDFLAGS) $(FUZZ_CFLAGS)
+tests_fuzz_fuzz_clamd_reply_LDADD = $(GATEWAY_LIBS)
 FUZZ_REPLAY_TESTS += tests/fuzz/replay-spamd-reply.sh
 FUZZ_TARGETS += tests/fuzz/fuzz-spamd-reply
 tests_fuzz_fuzz_spamd_reply_SOURCES = tests/fuzz/fuzz-spamd-reply.c $(FUZZ_MAIN)

@@ -17,6 +17,7 @@ INTEGRATION_TESTS += tests/integration/test_greylist.py
 INTEGRATION_TESTS += tests/integration/test_client_name.py
 INTEGRATION_TESTS += tests/integration/test_spf.py
 INTEGRATION_TESTS += tests/integration/test_spamd.py
+INTEGRATION_TESTS += tests/integration/test_clamd.py
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/harness.py \
 	tests/integration/make-test-ca.sh

@@ -82,6 +82,11 @@ tests_unit_test_ratelimit_SOURCES = tests/unit/test-ratelimit.c $(UNIT_KV) $(UNI
 	$(UNIT_FILTER) $(UNIT_LOOP)
 tests_unit_test_ratelimit_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_ratelimit_LDADD = $(UNIT_LIBS)
+UNIT_TESTS += tests/unit/test-clamd
+tests_unit_test_clamd_SOURCES = tests/unit/test-clamd.c tests/unit/clamd-test.c \
+	tests/unit/clamd-test.h $(UNIT_CONFIG) $(UNIT_FILTER) $(UNIT_LOOP)
+tests_unit_test_clamd_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_clamd_LDADD = $(UNIT_LIBS)
 UNIT_TESTS += tests/unit/test-spamd-reply tests/unit/test-spamd
 tests_unit_test_spamd_reply_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_spamd_reply_LDADD = $(UNIT_LIBS)
