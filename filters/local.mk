@@ -23,3 +23,11 @@ filters_libfilters_a_SOURCES += filters/spf.c filters/spf.h filters/spf-config.c
 	filters/dns-bridge.c filters/dns-bridge.h
 # libspf2 (configure.ac: SPF2_LIBS) for everything that links the filters
 POSTERN_LIBS += $(SPF2_LIBS)
+filters_libfilters_a_SOURCES += filters/dkim.c filters/dkim.h filters/dkim-config.c \
+	filters/dkim-verify.c filters/dkim-verify.h filters/dkim-sign.c filters/dkim-sign.h \
+	filters/dkim-message.c filters/dkim-message.h filters/dkim-authres.c filters/dkim-authres.h
+filters_libfilters_a_SOURCES += filters/dmarc.c filters/dmarc.h filters/dmarc-config.c \
+	filters/dmarc-eval.c filters/dmarc-private.h
+# libopendkim, libopendmarc, GMime (configure.ac) for everything that links the filters
+POSTERN_LIBS += $(OPENDKIM_LIBS) $(OPENDMARC_LIBS) $(GMIME_LIBS)
+AM_CFLAGS += $(GMIME_CFLAGS)

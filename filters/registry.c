@@ -9,6 +9,8 @@
 
 #include "filters/clamd.h"
 #include "filters/dha.h"
+#include "filters/dkim.h"
+#include "filters/dmarc.h"
 #include "filters/dnsbl.h"
 #include "filters/greylist.h"
 #include "filters/ratelimit.h"
@@ -26,6 +28,8 @@ const struct filter_module *const filter_modules[] = {
     &spamd_module,
     &spf_module,
     &clamd_module,
+    &dkim_module,
+    &dmarc_module,
     NULL,
 };
 

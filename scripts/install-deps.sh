@@ -8,6 +8,7 @@ openssl python3 swaks postfix libc-ares-dev nsd dnsutils"
 PKGS="$PKGS liblmdb-dev libhiredis-dev redis-server postgrey"
 PKGS="$PKGS clamav-daemon clamav"
 PKGS="$PKGS libspf2-dev"
+PKGS="$PKGS libopendkim-dev libopendmarc-dev libgmime-3.0-dev publicsuffix opendkim-tools python3-dkim"
 PKGS="$PKGS spamassassin spamd spamc"
 missing=""
 for p in $PKGS; do

@@ -24,3 +24,4 @@ EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/harness.py \
 TEST_EXTENSIONS = .py .sh
 PY_LOG_COMPILER = python3
 SH_LOG_COMPILER = $(SHELL)
+INTEGRATION_TESTS += tests/integration/test_dkim.py

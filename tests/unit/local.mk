@@ -98,3 +98,11 @@ tests_unit_test_spf_SOURCES = tests/unit/test-spf.c tests/unit/nsd-test.c tests/
 	$(UNIT_CONFIG) $(UNIT_FILTER) $(UNIT_LOOP)
 tests_unit_test_spf_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_spf_LDADD = $(UNIT_LIBS)
+UNIT_TESTS += tests/unit/test-dkim tests/unit/test-dmarc
+UNIT_DKIM = tests/unit/dkim-test.c tests/unit/dkim-test.h $(UNIT_CONFIG) $(UNIT_FILTER) $(UNIT_LOOP)
+tests_unit_test_dkim_SOURCES = tests/unit/test-dkim.c $(UNIT_DKIM)
+tests_unit_test_dkim_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_dkim_LDADD = $(UNIT_LIBS)
+tests_unit_test_dmarc_SOURCES = tests/unit/test-dmarc.c $(UNIT_DKIM)
+tests_unit_test_dmarc_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_dmarc_LDADD = $(UNIT_LIBS)
