@@ -476,6 +476,16 @@ void run_for(struct event_base *base, int ms)
     run_until(base, &never, 1, ms);
 }
 
+/* A result hook: cancels the query that r->hook_arg points to and clears
+ * that pointer, so that of two queries cancelling each other only one runs. */
+void cancel_other(struct result *r)
+{
+    struct dns_query **other = r->hook_arg;
+
+    dns_query_cancel(*other);
+    *other = NULL;
+}
+
 struct dns *dns_at(struct event_base *base, int port, unsigned timeout_ms, unsigned attempts)
 {
     char server[32], error[256] = "";
@@ -580,22 +590,33 @@ void put_txt(struct pkt *p, const char *const *parts, size_t n)
 }
 
 
-/* An SOA for fake.test (owner and names uncompressed) for the authority
- * section: RR TTL ttl, MINIMUM minimum. */
-void put_soa(struct pkt *p, uint32_t ttl, uint32_t minimum)
+/* An SOA owned by owner (owner and names uncompressed): RR TTL ttl, MINIMUM
+ * minimum. extra != 0 makes a broken one for the TTL walk's tests: RDLENGTH
+ * and RDATA one octet longer (extra > 0) or shorter (extra < 0). */
+void put_soa_owned(struct pkt *p, const char *owner, uint32_t ttl, uint32_t minimum, int extra)
 {
-    put_name(p, "fake.test");
+    put_name(p, owner);
     put16(p, 6);
     put16(p, 1);
     put16(p, ttl >> 16);
     put16(p, ttl & 0xffff);
-    put16(p, 2 * 14 + 20); /* two names of 14 octets, five numbers */
+    put16(p, (unsigned)(2 * 14 + 20 + extra)); /* two names of 14 octets, five numbers */
     put_name(p, "ns.fake.test");
     put_name(p, "hm.fake.test");
     for (int i = 0; i < 4; i++)
         put16(p, 0), put16(p, 1);
     put16(p, minimum >> 16);
     put16(p, minimum & 0xffff);
+    if (extra > 0)
+        put_bytes(p, "", 1);
+    if (extra < 0)
+        p->len--;
+}
+
+/* An SOA for fake.test for the authority section. */
+void put_soa(struct pkt *p, uint32_t ttl, uint32_t minimum)
+{
+    put_soa_owned(p, "fake.test", ttl, minimum, 0);
 }
 
 /* One record of the type asked for (A, AAAA, MX, TXT, PTR) with this TTL. */
@@ -912,6 +933,15 @@ int start_nsd(struct env *env)
         return -1;
     }
     return 0;
+}
+
+/* True, with a line saying why, when nsd is not there to test against. */
+bool nsd_missing(const char *prog)
+{
+    if (access(NSD_PATH, X_OK) == 0)
+        return false;
+    fprintf(stderr, "%s: %s not installed (apt-get install nsd); skipped\n", prog, NSD_PATH);
+    return true;
 }
 
 int group_setup(void **state)

@@ -1,11 +1,11 @@
 /*
- * dns-test — the fixture of test-dns: an nsd started with the test's own
- * zones on a free loopback port ("dns.test", reverse zones for 192.0.2.0/24
- * and 2001:db8::/32, and "ttl.test" with 198.51.100.0/24's reverse zone,
- * short TTLs, which the cache tests rewrite and reload), a UDP socket that
- * never answers, a responder thread with scripted, delayed or random answers
- * that counts the queries it receives, and the helpers that run queries on
- * an event loop and record their results.
+ * dns-test — the fixture of test-dns and test-dns-cache: an nsd started with
+ * the tests' own zones on a free loopback port ("dns.test", reverse zones for
+ * 192.0.2.0/24 and 2001:db8::/32, and "ttl.test" with 198.51.100.0/24's
+ * reverse zone, short TTLs, which the cache tests rewrite and reload), a UDP
+ * socket that never answers, a responder thread with scripted, delayed or
+ * random answers that counts the queries it receives, and the helpers that
+ * run queries on an event loop and record their results.
  */
 #ifndef POSTERN_DNS_TEST_H
 #define POSTERN_DNS_TEST_H
@@ -132,6 +132,7 @@ void on_flag(evutil_socket_t fd, short what, void *arg);
 bool all_called(const struct result *rs, size_t n);
 bool run_until(struct event_base *base, const struct result *rs, size_t n, int max_ms);
 void run_for(struct event_base *base, int ms);
+void cancel_other(struct result *r);
 struct dns *dns_at(struct event_base *base, int port, unsigned timeout_ms, unsigned attempts);
 struct dns *dns_cached(struct event_base *base, int port, size_t size, unsigned max_ttl_s);
 unsigned fake_queries(struct env *env);
@@ -140,6 +141,7 @@ void put16(struct pkt *p, unsigned v);
 void put_rr_head(struct pkt *p, unsigned type, size_t rdlen);
 void put_rr_head_ttl(struct pkt *p, unsigned type, size_t rdlen, uint32_t ttl);
 void put_soa(struct pkt *p, uint32_t ttl, uint32_t minimum);
+void put_soa_owned(struct pkt *p, const char *owner, uint32_t ttl, uint32_t minimum, int extra);
 void fake_record(struct pkt *p, const struct fake_query *fq, uint32_t ttl);
 void put_name(struct pkt *p, const char *dotted);
 void put_mx(struct pkt *p, unsigned pref, const char *host);
@@ -152,6 +154,7 @@ void *fake_main(void *arg);
 int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw);
 int wait_nsd(struct env *env);
 int start_nsd(struct env *env);
+bool nsd_missing(const char *prog);
 int group_setup(void **state);
 void stop_fake(struct env *env);
 int group_teardown(void **state);
