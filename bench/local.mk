@@ -14,3 +14,5 @@ bench_filter_bench_LDADD = $(GATEWAY_LIBS)
 bench_smtp_latency_SOURCES = bench/smtp-latency.c
 EXTRA_DIST += bench/filter-bench.sh bench/filter_bench.py bench/bench_util.py \
 	bench/chain-latency.sh bench/chain_latency.py
+#   bench/milter-latency.sh one session through OpenDKIM: TCP vs unix, posternd vs Postfix
+EXTRA_DIST += bench/milter-latency.sh bench/milter_latency.py

@@ -14,6 +14,10 @@ filters_libfilters_a_SOURCES += filters/greylist.c filters/greylist.h \
 filters_libfilters_a_SOURCES += filters/ratelimit.c filters/ratelimit.h
 filters_libfilters_a_SOURCES += filters/dha.c filters/dha.h
 filters_libfilters_a_SOURCES += filters/dha-directory.c filters/dha-directory.h
+filters_libfilters_a_SOURCES += filters/milter.c filters/milter.h filters/milter-private.h \
+	filters/milter-proto.c filters/milter-proto.h filters/milter-config.c \
+	filters/milter-conn.c filters/milter-macros.c filters/milter-msg.c filters/milter-edit.c \
+	filters/milter-steps.c
 filters_libfilters_a_SOURCES += filters/clamd.c filters/clamd.h filters/clamd-config.c \
 	filters/clamd-reply.c
 filters_libfilters_a_SOURCES += filters/spamd.c filters/spamd.h filters/spamd-config.c \

@@ -13,6 +13,7 @@
 #include "filters/dmarc.h"
 #include "filters/dnsbl.h"
 #include "filters/greylist.h"
+#include "filters/milter.h"
 #include "filters/ratelimit.h"
 #include "filters/spamd.h"
 #include "filters/spf.h"
@@ -30,6 +31,7 @@ const struct filter_module *const filter_modules[] = {
     &clamd_module,
     &dkim_module,
     &dmarc_module,
+    &milter_module,
     NULL,
 };
 

@@ -16,6 +16,13 @@ INTEGRATION_TESTS += tests/integration/test_hold.py
 INTEGRATION_TESTS += tests/integration/test_greylist.py
 INTEGRATION_TESTS += tests/integration/test_client_name.py
 INTEGRATION_TESTS += tests/integration/test_spf.py
+INTEGRATION_TESTS += tests/integration/test_milter.py
+INTEGRATION_TESTS += tests/integration/test_milter_real.py
+INTEGRATION_TESTS += tests/integration/test_message_edit.py
+# The milter the milter tests drive (libmilter; see its header).
+check_PROGRAMS += tests/milter/test-milter
+tests_milter_test_milter_SOURCES = tests/milter/test-milter.c
+tests_milter_test_milter_LDADD = $(MILTER_LIBS) $(PTHREAD_LIBS)
 INTEGRATION_TESTS += tests/integration/test_spamd.py
 INTEGRATION_TESTS += tests/integration/test_clamd.py
 TESTS += $(INTEGRATION_TESTS)

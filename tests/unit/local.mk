@@ -106,6 +106,12 @@ tests_unit_test_spf_SOURCES = tests/unit/test-spf.c tests/unit/nsd-test.c tests/
 	$(UNIT_CONFIG) $(UNIT_FILTER) $(UNIT_LOOP)
 tests_unit_test_spf_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_spf_LDADD = $(UNIT_LIBS)
+UNIT_TESTS += tests/unit/test-milter-proto tests/unit/test-milter
+tests_unit_test_milter_proto_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_milter_proto_LDADD = $(UNIT_LIBS)
+tests_unit_test_milter_SOURCES = tests/unit/test-milter.c $(UNIT_CONFIG) $(UNIT_FILTER) $(UNIT_LOOP)
+tests_unit_test_milter_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_milter_LDADD = $(UNIT_LIBS)
 UNIT_TESTS += tests/unit/test-dkim tests/unit/test-dmarc
 UNIT_DKIM = tests/unit/dkim-test.c tests/unit/dkim-test.h $(UNIT_CONFIG) $(UNIT_FILTER) $(UNIT_LOOP)
 tests_unit_test_dkim_SOURCES = tests/unit/test-dkim.c $(UNIT_DKIM)
