@@ -35,3 +35,9 @@ filters_libfilters_a_SOURCES += filters/dmarc.c filters/dmarc.h filters/dmarc-co
 # libopendkim, libopendmarc, GMime (configure.ac) for everything that links the filters
 POSTERN_LIBS += $(OPENDKIM_LIBS) $(OPENDMARC_LIBS) $(GMIME_LIBS)
 AM_CFLAGS += $(GMIME_CFLAGS)
+filters_libfilters_a_SOURCES += filters/attachments.c filters/attachments.h \
+	filters/attachments-private.h filters/attachments-config.c filters/attachments-scan.c \
+	filters/attachments-rules.c filters/attachments-magic.c filters/attachments-archive.c \
+	filters/attachments-mime.c filters/attachments-strip.c
+POSTERN_LIBS += $(LIBARCHIVE_LIBS) $(MAGIC_LIBS)
+AM_CFLAGS += $(LIBARCHIVE_CFLAGS)

@@ -7,6 +7,7 @@
 
 #include <string.h>
 
+#include "filters/attachments.h"
 #include "filters/clamd.h"
 #include "filters/dha.h"
 #include "filters/dkim.h"
@@ -32,6 +33,7 @@ const struct filter_module *const filter_modules[] = {
     &dkim_module,
     &dmarc_module,
     &milter_module,
+    &attachments_module,
     NULL,
 };
 

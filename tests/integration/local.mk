@@ -13,6 +13,7 @@ INTEGRATION_TESTS = \
 INTEGRATION_TESTS += tests/integration/test_dha.py
 INTEGRATION_TESTS += tests/integration/test_ratelimit.py
 INTEGRATION_TESTS += tests/integration/test_hold.py
+INTEGRATION_TESTS += tests/integration/test_attachments.py
 INTEGRATION_TESTS += tests/integration/test_greylist.py
 INTEGRATION_TESTS += tests/integration/test_client_name.py
 INTEGRATION_TESTS += tests/integration/test_spf.py

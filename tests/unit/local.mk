@@ -71,6 +71,16 @@ UNIT_TESTS += tests/unit/test-policy
 tests_unit_test_policy_SOURCES = tests/unit/test-policy.c $(UNIT_CONFIG)
 tests_unit_test_policy_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_policy_LDADD = $(UNIT_LIBS)
+UNIT_TESTS += tests/unit/test-attachments tests/unit/test-attachments-filter
+UNIT_ATTACH = tests/unit/attachments-test.c tests/unit/attachments-test.h
+tests_unit_test_attachments_SOURCES = tests/unit/test-attachments.c $(UNIT_ATTACH) $(UNIT_CONFIG) \
+	$(UNIT_LOOP)
+tests_unit_test_attachments_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_attachments_LDADD = $(UNIT_LIBS)
+tests_unit_test_attachments_filter_SOURCES = tests/unit/test-attachments-filter.c \
+	$(UNIT_ATTACH) $(UNIT_CONFIG) $(UNIT_FILTER) $(UNIT_LOOP)
+tests_unit_test_attachments_filter_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_attachments_filter_LDADD = $(UNIT_LIBS)
 UNIT_TESTS += tests/unit/test-dnsbl
 tests_unit_test_dnsbl_SOURCES = tests/unit/test-dnsbl.c $(UNIT_CONFIG) $(UNIT_FILTER) $(UNIT_LOOP)
 tests_unit_test_dnsbl_CFLAGS = $(UNIT_CFLAGS)

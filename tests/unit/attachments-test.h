@@ -1,0 +1,61 @@
+/*
+ * attachments-test — what test-attachments builds its input from, at test
+ * time: MIME messages (multipart/mixed with base64 parts, any headers the
+ * test gives, so RFC 2231 and RFC 2047 names are written out literally),
+ * MIME bombs (nested multiparts, sibling parts, a huge header), a minimal
+ * PE executable that libmagic recognizes, and archives made with
+ * libarchive's writers (zip, encrypted zip, 7z, tar.gz, a gzip'd single
+ * file) or by hand (a RAR 4 archive with stored entries: libarchive cannot
+ * write RAR). Everything is in memory; failures fail the test.
+ */
+#ifndef POSTERN_ATTACHMENTS_TEST_H
+#define POSTERN_ATTACHMENTS_TEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* A growing buffer (NUL-terminated). */
+struct mbuf {
+    char *p;
+    size_t len, cap;
+};
+
+void mbuf_add(struct mbuf *b, const void *data, size_t len);
+void mbuf_str(struct mbuf *b, const char *s);
+void mbuf_printf(struct mbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void mbuf_free(struct mbuf *b);
+
+/* The message header (a Received field first, as content_fd shows it) of a
+ * multipart/mixed with boundary, and a text part. */
+void msg_begin(struct mbuf *m, const char *boundary);
+/* A part: headers (each ending CR LF) and data, base64-encoded. */
+void msg_part(struct mbuf *m, const char *boundary, const char *headers, const void *data,
+              size_t len);
+/* An attachment part: Content-Type type with name=, Content-Disposition
+ * attachment with filename= (each NULL to leave it out). */
+void msg_file(struct mbuf *m, const char *boundary, const char *type, const char *name,
+              const char *filename, const void *data, size_t len);
+void msg_end(struct mbuf *m, const char *boundary);
+
+/* MIME bombs, each a whole message. */
+char *bomb_nested(unsigned depth, const char *param, size_t *len);
+char *bomb_siblings(unsigned parts, const char *param, size_t *len);
+char *bomb_header(size_t octets, size_t *len);
+char *bomb_fields(unsigned fields, size_t *len);
+
+/* A minimal PE executable of size octets (>= 512). */
+void test_pe(unsigned char *out, size_t size);
+
+struct test_entry {
+    const char *name;
+    const void *data;
+    size_t len;
+};
+
+/* An archive of entries in format "zip", "zip-encrypted", "7z", "tar.gz"
+ * or "gz" (one entry: a gzip'd file); malloc'd, *len octets. */
+void *archive_build(const char *format, const struct test_entry *e, size_t n, size_t *len);
+/* A RAR 4 archive of one stored entry, its encrypted flag as given. */
+void *rar4_build(const char *name, const void *data, size_t len, bool encrypted, size_t *out_len);
+
+#endif
