@@ -39,5 +39,6 @@ filters_libfilters_a_SOURCES += filters/attachments.c filters/attachments.h \
 	filters/attachments-private.h filters/attachments-config.c filters/attachments-scan.c \
 	filters/attachments-rules.c filters/attachments-magic.c filters/attachments-archive.c \
 	filters/attachments-mime.c filters/attachments-strip.c
+# libarchive and libmagic (configure.ac; GMime is above) for everything that links the filters
 POSTERN_LIBS += $(LIBARCHIVE_LIBS) $(MAGIC_LIBS)
 AM_CFLAGS += $(LIBARCHIVE_CFLAGS)
