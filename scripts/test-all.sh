@@ -49,6 +49,9 @@ asan_dir=$(mktemp -d)
 # their report files only when they have something to report: they must be
 # able to create them here, or the report is lost and the process just dies.
 chmod 1777 "$asan_dir"
+# Leaks inside Debian's libraries (each explained in the file) are suppressed.
+LSAN_OPTIONS="suppressions=$top/tests/lsan.supp:print_suppressions=0"
+export LSAN_OPTIONS
 ASAN_OPTIONS="log_path=$asan_dir/asan" UBSAN_OPTIONS="log_path=$asan_dir/ubsan:print_stacktrace=1" \
     run_check build-san
 san_reports=0
