@@ -487,3 +487,92 @@ def run(tests):
     if failed:
         sys.exit(1)
     sys.exit(77 if tests and skipped == len(tests) else 0)
+
+
+# clamd, for the tests that scan with it (test_clamd.py, test_broken_mime.py)
+CLAMD = "/usr/sbin/clamd"
+EICAR = (b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*")
+SIGNATURE = "Eicar-Test-Signature"
+FOUND_NAME = SIGNATURE + ".UNOFFICIAL"
+STREAM_MAX = 1024 * 1024
+
+
+class Clamd:
+    """clamd in the foreground as our child, its database, config, sockets
+    and logs in a temp dir (SERVICES.md); stopped by its pid."""
+
+    def __init__(self):
+        if not os.access(CLAMD, os.X_OK):
+            raise Skip("%s is not installed (Debian package clamav-daemon)" % CLAMD)
+        self.dir = tempfile.mkdtemp(prefix="postern-clamd-")
+        os.chmod(self.dir, 0o755)
+        self.port = free_port()
+        self.socket = os.path.join(self.dir, "clamd.sock")
+        os.mkdir(os.path.join(self.dir, "db"))
+        os.mkdir(os.path.join(self.dir, "tmp"))
+        with open(os.path.join(self.dir, "db", "local.ndb"), "w") as f:
+            f.write("%s:0:*:%s\n" % (SIGNATURE, EICAR.hex()))
+        conf = os.path.join(self.dir, "clamd.conf")
+        with open(conf, "w") as f:
+            f.write("Foreground yes\nDatabaseDirectory {d}/db\nTemporaryDirectory {d}/tmp\n"
+                    "PidFile {d}/clamd.pid\nLogFile {d}/clamd.log\nLogSyslog no\n"
+                    "TCPAddr 127.0.0.1\nTCPSocket {p}\nLocalSocket {s}\n"
+                    "LocalSocketMode 666\nStreamMaxLength {m}\nSelfCheck 0\nScanMail yes\n"
+                    .format(d=self.dir, p=self.port, s=self.socket, m=STREAM_MAX))
+        self.out = open(os.path.join(self.dir, "clamd.out"), "w")
+        self.proc = subprocess.Popen([CLAMD, "-c", conf], stdout=self.out,
+                                     stderr=subprocess.STDOUT)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if self.ping():
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        why = self.log()
+        self.cleanup()
+        raise Skip("clamd did not start: %s" % why[-500:])
+
+    def ping(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as c:
+                c.sendall(b"zPING\0")
+                return c.recv(16) == b"PONG\0"
+        except OSError:
+            return False
+
+    def address(self):
+        return "127.0.0.1:%d" % self.port
+
+    def log(self):
+        text = ""
+        for name in ("clamd.out", "clamd.log"):
+            try:
+                with open(os.path.join(self.dir, name), errors="replace") as f:
+                    text += f.read()
+            except OSError:
+                pass
+        return text
+
+    def cleanup(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.out.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_clamd = None
+
+
+def clamd():
+    """One clamd for the whole file (it starts in about a second)."""
+    global _clamd
+    if _clamd is None:
+        _clamd = Clamd()
+        atexit.register(_clamd.cleanup)
+    return _clamd

@@ -183,6 +183,31 @@ char *bomb_fields(unsigned fields, size_t *len)
     return m.p;
 }
 
+char *bomb_rfc2231(unsigned params, const char *kind, size_t *len)
+{
+    struct mbuf m = {.p = NULL}, h = {.p = NULL};
+    bool distinct = strcmp(kind, "distinct") == 0, reversed = strcmp(kind, "reversed") == 0;
+
+    assert_true(params >= 2);
+    mbuf_str(&h, "Content-Type: application/octet-stream\r\nContent-Disposition: attachment");
+    for (unsigned i = 0; i < params; i++) {
+        unsigned n = reversed ? params - 1 - i : i;
+        if (distinct)
+            mbuf_printf(&h, ";\r\n p%u=\"v\"", n);
+        else
+            mbuf_printf(&h, ";\r\n filename*%u=\"%s\"", n, n + 1 == params ? ".exe" : "a");
+    }
+    if (distinct)
+        mbuf_str(&h, ";\r\n filename=\"evil.exe\"");
+    mbuf_str(&h, "\r\n");
+    msg_begin(&m, "r");
+    msg_part(&m, "r", h.p, "MZ", 2);
+    msg_end(&m, "r");
+    mbuf_free(&h);
+    *len = m.len;
+    return m.p;
+}
+
 /* ---- a PE file ---- */
 
 static void put16(unsigned char *p, unsigned v)
@@ -256,6 +281,92 @@ void *archive_build(const char *format, const struct test_entry *e, size_t n, si
     archive_write_free(a);
     *len = used;
     return buf;
+}
+
+static la_ssize_t to_mbuf(struct archive *a, void *data, const void *buf, size_t n)
+{
+    (void)a;
+    mbuf_add(data, buf, n);
+    return (la_ssize_t)n;
+}
+
+/* A zip writer into b. */
+static struct archive *zip_open(struct mbuf *b)
+{
+    struct archive *a = archive_write_new();
+
+    assert_non_null(a);
+    assert_int_equal(archive_write_set_format_zip(a), ARCHIVE_OK);
+    archive_write_set_bytes_in_last_block(a, 1);
+    assert_int_equal(archive_write_open(a, b, NULL, to_mbuf, NULL), ARCHIVE_OK);
+    return a;
+}
+
+static void zip_add(struct archive *a, const char *name, size_t size, const void *data,
+                    size_t chunk)
+{
+    struct archive_entry *en = archive_entry_new();
+
+    archive_entry_set_pathname(en, name);
+    archive_entry_set_size(en, (la_int64_t)size);
+    archive_entry_set_filetype(en, AE_IFREG);
+    archive_entry_set_perm(en, 0644);
+    if (archive_write_header(a, en) != ARCHIVE_OK)
+        fail_msg("%s: %s", name, archive_error_string(a));
+    for (size_t done = 0; done < size; done += chunk) {
+        size_t n = size - done < chunk ? size - done : chunk;
+        assert_int_equal(archive_write_data(a, data, n), (la_ssize_t)n);
+    }
+    archive_entry_free(en);
+}
+
+static void *zip_close(struct archive *a, struct mbuf *b, size_t *len)
+{
+    assert_int_equal(archive_write_close(a), ARCHIVE_OK);
+    archive_write_free(a);
+    *len = b->len;
+    return b->p;
+}
+
+void *zip_zeros(const char *name, size_t size, size_t *len)
+{
+    static const char zeros[1 << 20];
+    struct mbuf b = {.p = NULL};
+    struct archive *a = zip_open(&b);
+
+    zip_add(a, name, size, zeros, sizeof(zeros));
+    return zip_close(a, &b, len);
+}
+
+void *zip_nested_bomb(unsigned levels, unsigned copies, size_t *len)
+{
+    void *inner = zip_zeros("zeros.bin", 1u << 20, len);
+
+    for (unsigned lv = levels; lv > 1; lv--) {
+        struct mbuf b = {.p = NULL};
+        struct archive *a = zip_open(&b);
+        for (unsigned c = 0; c < copies; c++) {
+            char name[32];
+            snprintf(name, sizeof(name), "%u-l%u.zip", c, lv);
+            zip_add(a, name, *len, inner, *len);
+        }
+        free(inner);
+        inner = zip_close(a, &b, len);
+    }
+    return inner;
+}
+
+void *zip_many(unsigned entries, const char *last, size_t *len)
+{
+    struct mbuf b = {.p = NULL};
+    struct archive *a = zip_open(&b);
+
+    for (unsigned i = 0; i < entries; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "f%u.txt", i);
+        zip_add(a, i + 1 == entries && last != NULL ? last : name, 1, "x", 1);
+    }
+    return zip_close(a, &b, len);
 }
 
 static uint32_t crc32_of(const unsigned char *p, size_t n)

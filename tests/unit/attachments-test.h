@@ -42,6 +42,11 @@ char *bomb_nested(unsigned depth, const char *param, size_t *len);
 char *bomb_siblings(unsigned parts, const char *param, size_t *len);
 char *bomb_header(size_t octets, size_t *len);
 char *bomb_fields(unsigned fields, size_t *len);
+/* A message whose attachment's Content-Disposition has params RFC 2231
+ * parameters: kind "continuations" (filename*0 .. filename*<params-1>, "a"
+ * each and ".exe" last), "reversed" (the same, the last number first) or
+ * "distinct" (p0 .. p<params-1>, then filename="evil.exe"). */
+char *bomb_rfc2231(unsigned params, const char *kind, size_t *len);
 
 /* A minimal PE executable of size octets (>= 512). */
 void test_pe(unsigned char *out, size_t size);
@@ -55,6 +60,15 @@ struct test_entry {
 /* An archive of entries in format "zip", "zip-encrypted", "7z", "tar.gz"
  * or "gz" (one entry: a gzip'd file); malloc'd, *len octets. */
 void *archive_build(const char *format, const struct test_entry *e, size_t n, size_t *len);
+/* Zip bombs, built a block at a time (never the whole unpacked data in
+ * memory): one entry name of size zero octets; a zip of levels nested zips
+ * (l1.zip .. ), each holding copies of the one below it and the last one
+ * copies of 1 MiB of zeros; entries entries of one octet each (f<n>.txt),
+ * the last one named last when not NULL. Each malloc'd, *len octets. */
+void *zip_zeros(const char *name, size_t size, size_t *len);
+void *zip_nested_bomb(unsigned levels, unsigned copies, size_t *len);
+void *zip_many(unsigned entries, const char *last, size_t *len);
+
 /* A RAR 4 archive of one stored entry, its encrypted flag as given. */
 void *rar4_build(const char *name, const void *data, size_t len, bool encrypted, size_t *out_len);
 
