@@ -503,3 +503,8 @@ const struct smtp_hooks *smtp_filters_hooks(const struct smtp_filters *f)
 {
     return &f->hooks;
 }
+
+void *smtp_filters_instance(const struct smtp_filters *f, size_t i)
+{
+    return i < f->instance_count ? f->instances[i] : NULL;
+}

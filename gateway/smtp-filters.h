@@ -29,6 +29,9 @@ int smtp_filters_new(struct event_base *base, struct dns *dns, const struct post
                      struct smtp_filters **f_r, char *error, size_t errsize);
 void smtp_filters_free(struct smtp_filters **f);
 const struct smtp_hooks *smtp_filters_hooks(const struct smtp_filters *f);
+/* The instance of cfg->filtering.filters[i] (NULL past the end), for a
+ * caller that builds its own chain of them (postern-milter). */
+void *smtp_filters_instance(const struct smtp_filters *f, size_t i);
 
 /* The stage verdict for a chain action (NONE is CONTINUE). */
 enum smtp_verdict smtp_filters_verdict(enum filter_action action);

@@ -14,6 +14,8 @@ FUZZ_REPLAY_TESTS += tests/fuzz/replay-message-edit.sh
 FUZZ_TARGETS += tests/fuzz/fuzz-message-edit
 FUZZ_REPLAY_TESTS += tests/fuzz/replay-spf-record.sh
 FUZZ_TARGETS += tests/fuzz/fuzz-spf-record
+FUZZ_REPLAY_TESTS += tests/fuzz/replay-pmilter-text.sh
+FUZZ_TARGETS += tests/fuzz/fuzz-pmilter-text
 if ENABLE_FUZZERS
 FUZZ_CFLAGS = -fsanitize=fuzzer
 FUZZ_MAIN =
@@ -65,6 +67,10 @@ tests_fuzz_fuzz_spf_record_SOURCES = tests/fuzz/fuzz-spf-record.c $(FUZZ_MAIN)
 tests_fuzz_fuzz_spf_record_CFLAGS = $(AM_CFLAGS) $(FUZZ_CFLAGS)
 tests_fuzz_fuzz_spf_record_LDFLAGS = $(AM_LDFLAGS) $(FUZZ_CFLAGS)
 tests_fuzz_fuzz_spf_record_LDADD = $(GATEWAY_LIBS)
+tests_fuzz_fuzz_pmilter_text_SOURCES = tests/fuzz/fuzz-pmilter-text.c $(FUZZ_MAIN)
+tests_fuzz_fuzz_pmilter_text_CFLAGS = $(AM_CFLAGS) $(FUZZ_CFLAGS)
+tests_fuzz_fuzz_pmilter_text_LDFLAGS = $(AM_LDFLAGS) $(FUZZ_CFLAGS)
+tests_fuzz_fuzz_pmilter_text_LDADD = milter/libpmilter.a
 FUZZ_REPLAY_TESTS += tests/fuzz/replay-dkim-message.sh
 FUZZ_TARGETS += tests/fuzz/fuzz-dkim-message
 tests_fuzz_fuzz_dkim_message_SOURCES = tests/fuzz/fuzz-dkim-message.c $(FUZZ_MAIN)

@@ -26,6 +26,7 @@ tests_milter_test_milter_SOURCES = tests/milter/test-milter.c
 tests_milter_test_milter_LDADD = $(MILTER_LIBS) $(PTHREAD_LIBS)
 INTEGRATION_TESTS += tests/integration/test_spamd.py
 INTEGRATION_TESTS += tests/integration/test_clamd.py
+INTEGRATION_TESTS += tests/integration/test_postern_milter.py
 INTEGRATION_TESTS += tests/integration/test_broken_mime.py
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/harness.py \
