@@ -16,3 +16,5 @@ EXTRA_DIST += bench/filter-bench.sh bench/filter_bench.py bench/bench_util.py \
 	bench/chain-latency.sh bench/chain_latency.py
 #   bench/milter-latency.sh one session through OpenDKIM: TCP vs unix, posternd vs Postfix
 EXTRA_DIST += bench/milter-latency.sh bench/milter_latency.py
+#   bench/content-bench.sh  msg/s through the content chain vs spamc + clamdscan alone
+EXTRA_DIST += bench/content-bench.sh bench/content_bench.py
