@@ -494,6 +494,17 @@ CLAMD = "/usr/sbin/clamd"
 EICAR = (b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*")
 SIGNATURE = "Eicar-Test-Signature"
 FOUND_NAME = SIGNATURE + ".UNOFFICIAL"
+# a signature of our own, for a string no real database knows
+CUSTOM_MARKER = b"POSTERN-CLAMD-TEST-MARKER-5a1f0c"
+CUSTOM_SIGNATURE = "Postern-Test-Signature"
+CUSTOM_FOUND = CUSTOM_SIGNATURE + ".UNOFFICIAL"
+
+
+def sigtool_hex(data):
+    """The hex form of data for a body signature, as ClamAV's sigtool
+    writes it (--hex-dump)."""
+    out = subprocess.run(["sigtool", "--hex-dump"], input=data, capture_output=True, check=True)
+    return out.stdout.decode().strip()
 STREAM_MAX = 1024 * 1024
 
 
@@ -510,8 +521,15 @@ class Clamd:
         self.socket = os.path.join(self.dir, "clamd.sock")
         os.mkdir(os.path.join(self.dir, "db"))
         os.mkdir(os.path.join(self.dir, "tmp"))
+        if shutil.which("sigtool") is None:
+            raise Skip("sigtool is not installed (Debian package clamav)")
+        # the database is built with ClamAV's own sigtool: EICAR and our own
+        # test signature, anywhere in any file (target 0, offset *)
         with open(os.path.join(self.dir, "db", "local.ndb"), "w") as f:
-            f.write("%s:0:*:%s\n" % (SIGNATURE, EICAR.hex()))
+            f.write("%s:0:*:%s\n" % (SIGNATURE, sigtool_hex(EICAR)))
+            f.write("%s:0:*:%s\n" % (CUSTOM_SIGNATURE, sigtool_hex(CUSTOM_MARKER)))
+        subprocess.run(["sigtool", "--info", os.path.join(self.dir, "db", "local.ndb")],
+                       capture_output=True)
         conf = os.path.join(self.dir, "clamd.conf")
         with open(conf, "w") as f:
             f.write("Foreground yes\nDatabaseDirectory {d}/db\nTemporaryDirectory {d}/tmp\n"

@@ -19,8 +19,8 @@ import struct
 import threading
 import time
 
-from harness import (EICAR, FOUND_NAME, STREAM_MAX, Postern, Raw, Sink, children, clamd,
-                     free_port, run)
+from harness import (CUSTOM_FOUND, CUSTOM_MARKER, EICAR, FOUND_NAME, STREAM_MAX, Postern, Raw,
+                     Sink, children, clamd, free_port, run)
 
 EICAR_MSG = (b"From: <a@example.test>\r\nTo: <x@sink.test>\r\nSubject: eicar\r\n\r\n" + EICAR +
              b"\r\n")
@@ -148,6 +148,20 @@ def test_eicar_rejected():
         qid = line.split(": clamd: virus")[0].split()[-1]
         assert any(qid + ": from=<a@example.test>" in l and "action=reject" in l and
                    "CLAMAV_VIRUS(100)" in l for l in p.log().splitlines()), p.log()
+    finally:
+        cleanup(p)
+
+
+def test_custom_signature_rejected():
+    """The test database's own signature (built with sigtool) is found in
+    a message's body like any virus."""
+    c, p = clamd(), None
+    try:
+        p = postern(c.address())
+        code, text = send(p, b"From: <a@example.test>\r\nSubject: custom\r\n\r\nsee "
+                          + CUSTOM_MARKER + b" here\r\n")
+        assert code == 554 and CUSTOM_FOUND in text, (code, text)
+        assert p.queue() == [] and held(p) == [], (p.queue(), held(p))
     finally:
         cleanup(p)
 
@@ -298,7 +312,7 @@ def test_clamd_down_tempfail():
         cleanup(p)
 
 
-run([test_eicar_rejected, test_clean_delivered, test_quarantine_holds,
+run([test_eicar_rejected, test_custom_signature_rejected, test_clean_delivered, test_quarantine_holds,
      test_over_stream_max_tempfail, test_unix_socket, test_hang_tempfails_others_served,
      test_client_leaves_during_scan, test_garbage_and_early_close_tempfail,
      test_clamd_down_tempfail])
