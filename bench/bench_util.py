@@ -1,7 +1,8 @@
-"""Helpers shared by bench/filter_bench.py and bench/chain_latency.py: free
-loopback ports, a redis-server and nsd of our own (SERVICES.md recipes, state
-in the benchmark's temp dir, stopped by pid), the optimized build, machine
-noise (load average, CPU pressure), medians and percentiles. Everything binds
+"""Helpers shared by the bench/*.py scripts: free loopback ports, a
+redis-server, nsd, smtp-sink and posternd of our own (SERVICES.md recipes,
+state in the benchmark's temp dir, stopped by pid; nsd's config and probe
+and spamd's site config come from tests/integration/harness.py), the optimized build, machine noise
+(load average, CPU pressure), medians and percentiles. Everything binds
 127.0.0.1; every wait has a deadline."""
 import os
 import signal
@@ -16,6 +17,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.dirname(HERE)
 WORKDIR_PARENT = os.environ.get("BENCH_TMPDIR", "/var/tmp")  # a disk, never tmpfs
 BUILD_DIR = os.environ.get("BENCH_BUILD", os.path.join(WORKDIR_PARENT, "postern-bench-build"))
+
+# the integration tests' harness (importing it only defines things), for
+# nsd's config and probe here and spamd's site config in content_bench.py
+sys.path.append(os.path.join(SRC, "tests", "integration"))
+from harness import soa_answers, write_nsd_conf  # noqa: E402
 
 
 def log(msg):
@@ -155,19 +161,8 @@ class Nsd:
         self.dir = os.path.join(workdir, "nsd")
         os.makedirs(self.dir)
         self.port = free_port()
-        conf = os.path.join(self.dir, "nsd.conf")
-        with open(conf, "w") as f:
-            f.write('server:\n  ip-address: 127.0.0.1@%d\n  port: %d\n  username: ""\n'
-                    '  chroot: ""\n  zonesdir: "%s"\n  pidfile: "%s/nsd.pid"\n'
-                    '  database: ""\n  xfrdfile: "%s/xfrd.state"\n'
-                    '  zonelistfile: "%s/zone.list"\n  logfile: "%s/nsd.log"\n'
-                    # no response rate limiting: it drops answers past 200/s
-                    # per client /24, and every client here is 127.0.0.1
-                    '  rrl-ratelimit: 0\n'
-                    'remote-control:\n  control-enable: no\n'
-                    % (self.port, self.port, self.dir, self.dir, self.dir, self.dir, self.dir))
-            for name in zones:
-                f.write('zone:\n  name: "%s"\n  zonefile: "%s.zone"\n' % (name, name))
+        conf = write_nsd_conf(self.dir, self.port, "".join(
+            'zone:\n  name: "%s"\n  zonefile: "%s.zone"\n' % (name, name) for name in zones))
         for name, records in zones.items():
             with open(os.path.join(self.dir, name + ".zone"), "w") as f:
                 # SOA minimum = ttl: negative answers are cached as long as positive ones
@@ -187,20 +182,74 @@ class Nsd:
 
     def answers(self, zone):
         """True when the SOA query for zone gets an answer (NOERROR, ANCOUNT > 0)."""
-        qname = b"".join(bytes([len(p)]) + p.encode() for p in zone.split(".")) + b"\x00"
-        query = b"\x50\x57\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + qname + b"\x00\x06\x00\x01"
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.settimeout(0.3)
-            try:
-                s.sendto(query, ("127.0.0.1", self.port))
-                reply = s.recv(512)
-            except OSError:
-                return False
-        return len(reply) >= 12 and reply[:2] == b"\x50\x57" and reply[3] & 0x0f == 0 and \
-            int.from_bytes(reply[6:8], "big") > 0
+        return soa_answers(self.port, zone)
 
     def stop(self):
         stop_proc(self.proc)
+
+
+class Sink:
+    """postfix's smtp-sink on a free loopback port, its stderr in workdir/sink.err."""
+
+    def __init__(self, workdir):
+        self.port = free_port()
+        self.errlog = open(os.path.join(workdir, "sink.err"), "wb")
+        self.proc = subprocess.Popen(["smtp-sink", "-u", "nobody", "127.0.0.1:%d" % self.port,
+                                      "1000"], stdout=subprocess.DEVNULL, stderr=self.errlog)
+        wait_tcp(self.port, self.proc)
+
+    def stop(self):
+        stop_proc(self.proc)
+        self.errlog.close()
+
+
+class Posternd:
+    """posternd (binary) with its config, spool and log in workdir/name:
+    workers = 2, no session limits, mail for example.test relayed to the
+    sink on sink_port, inbound strangers on loopback (trusted_networks is
+    192.0.2.1/32), one "mx" listener on a free port, then extra (more
+    sections; without a "dns =" one, DNS goes to a closed loopback port)."""
+
+    def __init__(self, binary, workdir, name, sink_port, extra):
+        self.name = name
+        self.dir = os.path.join(workdir, name)
+        os.makedirs(self.dir)
+        os.chmod(self.dir, 0o755)
+        self.port = free_port()
+        self.conf = os.path.join(self.dir, "postern.conf")
+        user, group = user_opts()
+        usr = 'user = "%s";%s' % (user, ' group = "%s";' % group if group else "")
+        with open(self.conf, "w") as f:
+            f.write('server = { hostname = "mx.bench.test"; %s workers = 2; '
+                    'spool_dir = "%s/spool"; spool_min_free = "1M"; };\n' % (usr, self.dir))
+            f.write("smtp = { max_sessions = 10000; max_sessions_per_ip = 0; "
+                    "connection_rate_limit = 0; };\n")
+            f.write('relay = { local_domains = ["example.test"]; '
+                    'trusted_networks = ["192.0.2.1/32"]; };\n')
+            f.write('transports = ( { domain = "example.test"; '
+                    'nexthop = "smtp:[127.0.0.1]:%d"; } );\n' % sink_port)
+            f.write('listeners = ( { name = "mx"; role = "mx"; address = ["127.0.0.1:%d"]; } );\n'
+                    % self.port)
+            if "dns =" not in extra:
+                f.write('dns = { nameservers = ["127.0.0.1:9"]; timeout = "200ms"; '
+                        'attempts = 1; };\n')
+            f.write(extra)
+        self.logfile = os.path.join(self.dir, "posternd.log")
+        self.logf = open(self.logfile, "ab")
+        self.proc = subprocess.Popen([binary, "-c", self.conf], stdout=self.logf,
+                                     stderr=subprocess.STDOUT)
+        wait_tcp(self.port, self.proc)
+
+    def log_text(self):
+        with open(self.logfile, errors="replace") as f:
+            return f.read()
+
+    def log_count(self, text):
+        return self.log_text().count(text)
+
+    def stop(self):
+        stop_proc(self.proc)
+        self.logf.close()
 
 
 def median(values):

@@ -38,8 +38,8 @@ import sys
 import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
-from bench_util import (SRC, Nsd, Redis, build, free_port, log, machine_noise,  # noqa: E402
-                        make_workdir, median, stop_proc, user_opts, wait_tcp)
+from bench_util import (SRC, Nsd, Posternd, Redis, Sink, build, log,  # noqa: E402
+                        machine_noise, make_workdir, median)
 
 RUN_TIMEOUT = 600  # seconds for one client run
 RCPTS = ["user%d@example.test" % i for i in range(10)]
@@ -63,59 +63,6 @@ def filters_conf(nsd_port):
 );
 dns = { nameservers = ["127.0.0.1:%d"]; timeout = "2s"; attempts = 2; };
 """ % (GREYLIST_DELAY_S, ", ".join('"%s"' % r for r in RCPTS), nsd_port)
-
-
-class Posternd:
-    def __init__(self, binary, workdir, name, sink_port, extra):
-        self.name = name
-        self.dir = os.path.join(workdir, name)
-        os.makedirs(self.dir)
-        os.chmod(self.dir, 0o755)
-        self.port = free_port()
-        self.conf = os.path.join(self.dir, "postern.conf")
-        user, group = user_opts()
-        usr = 'user = "%s";%s' % (user, ' group = "%s";' % group if group else "")
-        with open(self.conf, "w") as f:
-            f.write('server = { hostname = "mx.bench.test"; %s workers = 2; '
-                    'spool_dir = "%s/spool"; spool_min_free = "1M"; };\n' % (usr, self.dir))
-            f.write("smtp = { max_sessions = 10000; max_sessions_per_ip = 0; "
-                    "connection_rate_limit = 0; };\n")
-            f.write('relay = { local_domains = ["example.test"]; '
-                    'trusted_networks = ["192.0.2.1/32"]; };\n')
-            f.write('transports = ( { domain = "example.test"; '
-                    'nexthop = "smtp:[127.0.0.1]:%d"; } );\n' % sink_port)
-            f.write('listeners = ( { name = "mx"; role = "mx"; address = ["127.0.0.1:%d"]; } );\n'
-                    % self.port)
-            if "dns =" not in extra:
-                f.write('dns = { nameservers = ["127.0.0.1:9"]; timeout = "200ms"; '
-                        'attempts = 1; };\n')
-            f.write(extra)
-        self.logfile = os.path.join(self.dir, "posternd.log")
-        self.logf = open(self.logfile, "ab")
-        self.proc = subprocess.Popen([binary, "-c", self.conf], stdout=self.logf,
-                                     stderr=subprocess.STDOUT)
-        wait_tcp(self.port, self.proc)
-
-    def log_count(self, text):
-        with open(self.logfile, errors="replace") as f:
-            return f.read().count(text)
-
-    def stop(self):
-        stop_proc(self.proc)
-        self.logf.close()
-
-
-class Sink:
-    def __init__(self, workdir):
-        self.port = free_port()
-        self.errlog = open(os.path.join(workdir, "sink.err"), "wb")
-        self.proc = subprocess.Popen(["smtp-sink", "-u", "nobody", "127.0.0.1:%d" % self.port,
-                                      "1000"], stdout=subprocess.DEVNULL, stderr=self.errlog)
-        wait_tcp(self.port, self.proc)
-
-    def stop(self):
-        stop_proc(self.proc)
-        self.errlog.close()
 
 
 LINE = re.compile(r"sessions=(\d+) n=(\d+) ok=(\d+) fail=(\d+) secs=(\S+) rate=(\S+) "

@@ -36,10 +36,8 @@ Usage: bench/content-bench.sh [--posternd PATH] [--messages 200]
 """
 import argparse
 import concurrent.futures
-import glob
 import io
 import os
-import pwd
 import random
 import re
 import shutil
@@ -53,8 +51,9 @@ from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
-from bench_util import (Nsd, build, free_port, log, machine_noise, make_workdir,  # noqa: E402
-                        median, stop_proc, user_opts, wait_tcp)
+from bench_util import (Nsd, Posternd, Sink, build, free_port, log, machine_noise,  # noqa: E402
+                        make_workdir, median, stop_proc)
+from harness import spamd_site, spamd_user_args  # noqa: E402 (on sys.path by bench_util)
 
 DOMAIN = "sender.test"
 SELECTOR = "sel"
@@ -126,29 +125,14 @@ class Spamd:
 
     def __init__(self, workdir, children):
         self.dir = os.path.join(workdir, "spamd")
-        site, home = os.path.join(self.dir, "site"), os.path.join(self.dir, "home")
-        os.makedirs(site)
-        os.makedirs(home)
-        for f in glob.glob("/etc/spamassassin/*.pre") + glob.glob("/etc/spamassassin/65_debian.cf"):
-            shutil.copy(f, site)
-        with open(os.path.join(site, "local.cf"), "w") as f:
-            f.write(SA_LOCAL_CF)
-        for d in (self.dir, site, home):
-            os.chmod(d, 0o755)
+        site, home = spamd_site(self.dir, SA_LOCAL_CF, debian_cf=True)
         self.port = free_port()
         self.logfile = os.path.join(self.dir, "spamd.log")
         args = ["spamd", "-L", "-x", "-H", home, "--siteconfigpath", site,
                 "--configpath", "/usr/share/spamassassin", "-i", "127.0.0.1", "-p",
                 str(self.port), "-A", "127.0.0.1", "-m", str(children), "--min-children",
                 str(children), "--min-spare", str(children), "-s", self.logfile]
-        if os.geteuid() == 0:
-            user = "debian-spamd"
-            try:
-                pw = pwd.getpwnam(user)
-            except KeyError:
-                user, pw = "nobody", pwd.getpwnam("nobody")
-            os.chown(home, pw.pw_uid, pw.pw_gid)
-            args += ["-u", user]
+        args += spamd_user_args(home)
         self.out = open(os.path.join(self.dir, "spamd.out"), "w")
         self.proc = subprocess.Popen(args, stdout=self.out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
@@ -180,45 +164,13 @@ class Spamd:
         self.out.close()
 
 
-class Sink:
-    def __init__(self, workdir):
-        self.port = free_port()
-        self.errlog = open(os.path.join(workdir, "sink.err"), "wb")
-        self.proc = subprocess.Popen(["smtp-sink", "-u", "nobody", "127.0.0.1:%d" % self.port,
-                                      "1000"], stdout=subprocess.DEVNULL, stderr=self.errlog)
-        wait_tcp(self.port, self.proc)
-
-    def stop(self):
-        stop_proc(self.proc)
-        self.errlog.close()
-
-
-class Posternd:
-    def __init__(self, binary, workdir, sink_port, nsd_port, clamd_port, spamd_port):
-        self.dir = os.path.join(workdir, "posternd")
-        os.makedirs(self.dir)
-        os.chmod(self.dir, 0o755)
-        self.port = free_port()
-        self.conf = os.path.join(self.dir, "postern.conf")
-        user, group = user_opts()
-        usr = 'user = "%s";%s' % (user, ' group = "%s";' % group if group else "")
-        with open(self.conf, "w") as f:
-            f.write('server = { hostname = "mx.bench.test"; %s workers = 2; '
-                    'spool_dir = "%s/spool"; spool_min_free = "1M"; };\n' % (usr, self.dir))
-            f.write("smtp = { max_sessions = 10000; max_sessions_per_ip = 0; "
-                    "connection_rate_limit = 0; };\n")
-            f.write('relay = { local_domains = ["example.test"]; '
-                    'trusted_networks = ["192.0.2.1/32"]; };\n')
-            f.write('transports = ( { domain = "example.test"; '
-                    'nexthop = "smtp:[127.0.0.1]:%d"; } );\n' % sink_port)
-            f.write('listeners = ( { name = "mx"; role = "mx"; address = ["127.0.0.1:%d"]; } );\n'
-                    % self.port)
-            f.write('dns = { nameservers = ["127.0.0.1:%d"]; timeout = "2s"; attempts = 2; };\n'
-                    % nsd_port)
-            # the policy refuses nothing: every message must reach the 250
-            f.write("policy = { inbound = { tag_score = 5; hold_score = 0; tempfail_score = 0; "
-                    "reject_score = 0; }; };\n")
-            f.write("""filters = (
+def content_posternd(binary, workdir, sink_port, nsd_port, clamd_port, spamd_port):
+    """posternd with the content chain, its DNS on our nsd; the policy
+    refuses nothing: every message must reach the 250."""
+    return Posternd(binary, workdir, "posternd", sink_port, """\
+dns = { nameservers = ["127.0.0.1:%d"]; timeout = "2s"; attempts = 2; };
+policy = { inbound = { tag_score = 5; hold_score = 0; tempfail_score = 0; reject_score = 0; }; };
+filters = (
   { name = "spf"; },
   { name = "dkim"; },
   { name = "dmarc"; },
@@ -229,20 +181,7 @@ class Posternd:
   { name = "clamd"; address = "127.0.0.1:%d"; },
   { name = "spamd"; address = "127.0.0.1:%d"; timeout = "60s"; }
 );
-""" % (clamd_port, spamd_port))
-        self.logfile = os.path.join(self.dir, "posternd.log")
-        self.logf = open(self.logfile, "ab")
-        self.proc = subprocess.Popen([binary, "-c", self.conf], stdout=self.logf,
-                                     stderr=subprocess.STDOUT)
-        wait_tcp(self.port, self.proc)
-
-    def log_text(self):
-        with open(self.logfile, errors="replace") as f:
-            return f.read()
-
-    def stop(self):
-        stop_proc(self.proc)
-        self.logf.close()
+""" % (nsd_port, clamd_port, spamd_port))
 
 
 # ---------------------------------------------------------------- messages
@@ -424,7 +363,7 @@ def main():
         started.append(spamd)
         sink = Sink(workdir)
         started.append(sink)
-        p = Posternd(binary, workdir, sink.port, nsd.port, clamd.port, spamd.port)
+        p = content_posternd(binary, workdir, sink.port, nsd.port, clamd.port, spamd.port)
         started.append(p)
 
         # warm-up: spamd's children compile their rules on first use

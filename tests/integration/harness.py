@@ -3,7 +3,9 @@ its state in a temp dir, and gives tests a few helpers. Each test file calls
 run(tests) at the end: exit 0 = all passed, 1 = a test failed, 77 = skipped
 (with the reason printed)."""
 import atexit
+import glob
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -229,6 +231,40 @@ class Sink:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def write_nsd_conf(d, port, zone_conf):
+    """Writes d/nsd.conf for an nsd on 127.0.0.1:port with its zone files,
+    pid, state and log in d, plus zone_conf (its "zone:" clauses); returns
+    its path. Also used by bench/bench_util.py."""
+    conf = os.path.join(d, "nsd.conf")
+    with open(conf, "w") as f:
+        f.write('server:\n  ip-address: 127.0.0.1@%d\n  port: %d\n  username: ""\n'
+                '  chroot: ""\n  zonesdir: "%s"\n  pidfile: "%s/nsd.pid"\n'
+                '  database: ""\n  xfrdfile: "%s/xfrd.state"\n'
+                '  zonelistfile: "%s/zone.list"\n  logfile: "%s/nsd.log"\n'
+                # no response rate limiting: it drops answers past 200/s per
+                # client /24, and every client here is 127.0.0.1
+                '  rrl-ratelimit: 0\n'
+                'remote-control:\n  control-enable: no\n'
+                % (port, port, d, d, d, d, d) + zone_conf)
+    return conf
+
+
+def soa_answers(port, zone):
+    """True when an SOA query for zone to 127.0.0.1:port gets an answer
+    (NOERROR, ANCOUNT > 0). Also used by bench/bench_util.py."""
+    qname = b"".join(bytes([len(p)]) + p.encode() for p in zone.split(".")) + b"\x00"
+    query = struct.pack(">HHHHHH", 0x5057, 0x0100, 1, 0, 0, 0) + qname + struct.pack(">HH", 6, 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(0.3)
+        try:
+            s.sendto(query, ("127.0.0.1", port))
+            reply = s.recv(512)
+        except OSError:
+            return False
+    return len(reply) >= 12 and reply[:2] == b"\x50\x57" and reply[3] & 0x0f == 0 and \
+        struct.unpack(">H", reply[6:8])[0] > 0
+
+
 class Nsd:
     """NSD serving the zone "test." from zone text, and more zones from
     zones (name -> records, e.g. {"0.0.127.in-addr.arpa": "2 IN PTR a.test."}),
@@ -247,17 +283,7 @@ class Nsd:
                         "@ IN NS ns.test.\n%s%s\n"
                         % (name, "ns IN A 127.0.0.1\n" if name == "test" else "", text))
             zone_conf += 'zone:\n  name: "%s"\n  zonefile: "z%d.zone"\n' % (name, i)
-        conf = os.path.join(self.dir, "nsd.conf")
-        with open(conf, "w") as f:
-            f.write('server:\n  ip-address: 127.0.0.1@%d\n  port: %d\n  username: ""\n'
-                    '  chroot: ""\n  zonesdir: "%s"\n  pidfile: "%s/nsd.pid"\n'
-                    '  database: ""\n  xfrdfile: "%s/xfrd.state"\n'
-                    '  zonelistfile: "%s/zone.list"\n  logfile: "%s/nsd.log"\n'
-                    # no response rate limiting: a busy test is not an attack
-                    '  rrl-ratelimit: 0\n'
-                    'remote-control:\n  control-enable: no\n'
-                    % (self.port, self.port, self.dir, self.dir, self.dir, self.dir, self.dir)
-                    + zone_conf)
+        conf = write_nsd_conf(self.dir, self.port, zone_conf)
         self.proc = None
         try:
             subprocess.run(["nsd-checkconf", conf], check=True)
@@ -276,17 +302,7 @@ class Nsd:
 
     def answers(self):
         """True when an SOA query for "test." gets an answer (NOERROR, ANCOUNT > 0)."""
-        query = struct.pack(">HHHHHH", 0x5057, 0x0100, 1, 0, 0, 0) + b"\x04test\x00" + \
-            struct.pack(">HH", 6, 1)
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.settimeout(0.3)
-            try:
-                s.sendto(query, ("127.0.0.1", self.port))
-                reply = s.recv(512)
-            except OSError:
-                return False
-        return len(reply) >= 12 and reply[:2] == b"\x50\x57" and reply[3] & 0x0f == 0 and \
-            struct.unpack(">H", reply[6:8])[0] > 0
+        return soa_answers(self.port, "test")
 
     def cleanup(self):
         if self.proc is not None and self.proc.poll() is None:
@@ -353,6 +369,129 @@ class Redis:
 
     def cleanup(self):
         self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# spamd, for the tests that check mail with it (test_spamd.py,
+# test_postern_milter.py): no network tests, no Bayes, and a local body rule
+# scoring 20 for SPAM_MARKER (ALL_TRUSTED at 0 so that the scores are exact)
+SPAM_MARKER = "postern-test-spam-marker"
+SPAMD_LOCAL_CF = """use_bayes 0
+bayes_auto_learn 0
+skip_rbl_checks 1
+use_razor2 0
+use_pyzor 0
+dns_available no
+body POSTERN_TEST_SPAM /%s/
+score POSTERN_TEST_SPAM 20
+describe POSTERN_TEST_SPAM Postern test marker
+score ALL_TRUSTED 0
+""" % SPAM_MARKER
+
+
+def spamd_site(d, local_cf, debian_cf=False):
+    """Makes spamd's site config dir d/site (the .pre files that load the
+    rule plugins, with debian_cf Debian's 65_debian.cf, and local_cf as
+    local.cf) and its home d/home; returns (site, home). Also used by
+    bench/content_bench.py."""
+    site, home = os.path.join(d, "site"), os.path.join(d, "home")
+    os.makedirs(site)
+    os.makedirs(home)
+    files = glob.glob("/etc/spamassassin/*.pre")
+    if debian_cf:
+        files += glob.glob("/etc/spamassassin/65_debian.cf")
+    for f in files:
+        shutil.copy(f, site)
+    with open(os.path.join(site, "local.cf"), "w") as f:
+        f.write(local_cf)
+    for x in (d, site, home):
+        os.chmod(x, 0o755)
+    return site, home
+
+
+def spamd_user_args(home):
+    """spamd's options for its user when we are root (debian-spamd, or
+    nobody), home given to that user; none otherwise."""
+    if os.geteuid() != 0:
+        return []
+    user = "debian-spamd"
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError:
+        user, pw = "nobody", pwd.getpwnam("nobody")
+    os.chown(home, pw.pw_uid, pw.pw_gid)
+    return ["-u", user]
+
+
+class Spamd:
+    """spamd in the foreground as our child (SERVICES.md), its site config
+    (local_cf as local.cf, with the .pre files that load the rule plugins
+    and, with debian_cf, Debian's 65_debian.cf) in a temp dir, listening on
+    a free loopback port and, with unix_socket, on self.socket too; stopped
+    by its pid. RuntimeError when it does not start."""
+
+    def __init__(self, local_cf=SPAMD_LOCAL_CF, unix_socket=False, min_children=1,
+                 debian_cf=False):
+        if shutil.which("spamd") is None:
+            raise Skip("spamd is not installed (Debian packages spamd, spamassassin)")
+        if not glob.glob("/usr/share/spamassassin/*.cf"):
+            raise Skip("no SpamAssassin rules in /usr/share/spamassassin")
+        self.proc = None
+        self.dir = tempfile.mkdtemp(prefix="postern-spamd-")
+        site, home = spamd_site(self.dir, local_cf, debian_cf)
+        self.port = free_port()
+        self.socket = os.path.join(self.dir, "spamd.sock") if unix_socket else None
+        self.logfile = os.path.join(self.dir, "spamd.log")
+        args = ["spamd", "-L", "-x", "-H", home, "--siteconfigpath", site,
+                "--configpath", "/usr/share/spamassassin", "--listen=127.0.0.1:%d" % self.port]
+        if unix_socket:
+            args += ["--listen=" + self.socket, "--socketmode=0666"]
+        args += ["-A", "127.0.0.1", "-m", "2", "--min-children", str(min_children),
+                 "-s", self.logfile]
+        args += spamd_user_args(home)
+        self.out = open(os.path.join(self.dir, "spamd.out"), "w")
+        self.proc = subprocess.Popen(args, stdout=self.out, stderr=subprocess.STDOUT)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if self.ping():
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        with open(os.path.join(self.dir, "spamd.out"), errors="replace") as f:
+            out = f.read()
+        self.cleanup()
+        raise RuntimeError("spamd did not start: " + out[-2000:])
+
+    def ping(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
+                s.sendall(b"PING SPAMC/1.5\r\n\r\n")
+                return s.recv(100).startswith(b"SPAMD/1.5 0 PONG")
+        except OSError:
+            return False
+
+    def log(self):
+        try:
+            with open(self.logfile, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def checks(self):
+        """How many messages spamd has checked."""
+        return self.log().count("spamd: checking message")
+
+    def cleanup(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        self.out.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -19,9 +19,7 @@ shorter than the filter's, answers 451 4.3.0 within the bound and serves
 the next session too. Postfix is started as SERVICES.md says
 (bench/relay_bench.py's Postfix class: own config dir, queue and log in a
 temp dir, loopback only, relayhost = the sink)."""
-import glob
 import os
-import pwd
 import shutil
 import signal
 import smtplib
@@ -32,81 +30,12 @@ import tempfile
 import time
 
 from test_milter import TestMilter
-from harness import (BUILD, EICAR, SIGNATURE, SRC, Postern, Sink, Skip, clamd, free_port, run,
-                     skip)
+from harness import (BUILD, EICAR, SIGNATURE, SPAM_MARKER, SRC, Postern, Sink, Skip, Spamd, clamd,
+                     free_port, run, skip)
 
 MILTER = os.path.join(BUILD, "postern-milter")
-MARKER = "postern-test-spam-marker"
+MARKER = SPAM_MARKER
 DELAY = 2.0
-LOCAL_CF = """use_bayes 0
-bayes_auto_learn 0
-skip_rbl_checks 1
-use_razor2 0
-use_pyzor 0
-dns_available no
-body POSTERN_TEST_SPAM /%s/
-score POSTERN_TEST_SPAM 20
-describe POSTERN_TEST_SPAM Postern test marker
-score ALL_TRUSTED 0
-""" % MARKER
-
-
-class Spamd:
-    """spamd in the foreground as our child on a free loopback port, its
-    site config in a temp dir (SERVICES.md); stopped by its pid."""
-
-    def __init__(self):
-        if shutil.which("spamd") is None:
-            raise Skip("spamd is not installed (Debian packages spamd, spamassassin)")
-        if not glob.glob("/usr/share/spamassassin/*.cf"):
-            raise Skip("no SpamAssassin rules in /usr/share/spamassassin")
-        self.dir = tempfile.mkdtemp(prefix="postern-spamd-")
-        site, home = os.path.join(self.dir, "site"), os.path.join(self.dir, "home")
-        os.makedirs(site)
-        os.makedirs(home)
-        for f in glob.glob("/etc/spamassassin/*.pre"):
-            shutil.copy(f, site)
-        with open(os.path.join(site, "local.cf"), "w") as f:
-            f.write(LOCAL_CF)
-        for d in (self.dir, site, home):
-            os.chmod(d, 0o755)
-        self.port = free_port()
-        args = ["spamd", "-L", "-x", "-H", home, "--siteconfigpath", site,
-                "--configpath", "/usr/share/spamassassin", "--listen=127.0.0.1:%d" % self.port,
-                "-A", "127.0.0.1", "-m", "2", "--min-children", "1",
-                "-s", os.path.join(self.dir, "spamd.log")]
-        if os.geteuid() == 0:
-            try:
-                pw, user = pwd.getpwnam("debian-spamd"), "debian-spamd"
-            except KeyError:
-                pw, user = pwd.getpwnam("nobody"), "nobody"
-            os.chown(home, pw.pw_uid, pw.pw_gid)
-            args += ["-u", user]
-        self.out = open(os.path.join(self.dir, "spamd.out"), "w")
-        self.proc = subprocess.Popen(args, stdout=self.out, stderr=subprocess.STDOUT)
-        deadline = time.time() + 30
-        while time.time() < deadline and self.proc.poll() is None:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
-                    s.sendall(b"PING SPAMC/1.5\r\n\r\n")
-                    if s.recv(100).startswith(b"SPAMD/1.5 0 PONG"):
-                        return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        self.cleanup()
-        raise Skip("spamd did not start")
-
-    def cleanup(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.out.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def postfix_class():
@@ -168,7 +97,10 @@ class Setup:
         try:
             Postfix = postfix_class()
             self.clamd = clamd()
-            self.spamd = Spamd()
+            try:
+                self.spamd = Spamd()
+            except RuntimeError:
+                raise Skip("spamd did not start")
             self.parts.append(self.spamd)
             self.milter = Milter(
                 'filters = ( { name = "greylist"; delay = "%ds"; retry_window = "1m"; '

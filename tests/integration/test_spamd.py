@@ -15,34 +15,18 @@ spamd will not make on demand: one that takes the message and never
 answers (the message is accepted after the filter's deadline while an
 unrelated session on the same worker answers at once) and one that answers
 garbage (an error, never a score)."""
-import glob
-import os
-import pwd
-import shutil
 import smtplib
 import socket
-import subprocess
-import tempfile
 import threading
 import time
 
-from harness import Postern, Raw, Sink, Skip, free_port, run
+from harness import SPAM_MARKER, SPAMD_LOCAL_CF, Postern, Raw, Sink, Skip, Spamd, free_port, run
 
-MARKER = "postern-test-spam-marker"
-LOCAL_CF = """use_bayes 0
-bayes_auto_learn 0
-skip_rbl_checks 1
-use_razor2 0
-use_pyzor 0
-dns_available no
-body POSTERN_TEST_SPAM /%s/
-score POSTERN_TEST_SPAM 20
-describe POSTERN_TEST_SPAM Postern test marker
-score ALL_TRUSTED 0
-body POSTERN_TEST_HAM /postern-test-ham-marker/
+MARKER = SPAM_MARKER
+LOCAL_CF = SPAMD_LOCAL_CF + """body POSTERN_TEST_HAM /postern-test-ham-marker/
 score POSTERN_TEST_HAM 0.5
 describe POSTERN_TEST_HAM Postern test marker, harmless
-""" % MARKER
+"""
 RELAY = 'local_domains = ["example.test", "sink.test"]; trusted_networks = ["127.0.0.100/32"];'
 
 
@@ -50,87 +34,6 @@ def message(body, subject="spamd test"):
     return ("From: sender@example.org\r\nTo: joe@sink.test\r\nSubject: %s\r\n"
             "Message-ID: <%s@example.org>\r\nDate: Sat, 28 Nov 2026 01:00:00 +0000\r\n\r\n%s\r\n"
             % (subject, subject.replace(" ", "."), body)).encode()
-
-
-class Spamd:
-    """spamd in the foreground as our child (SERVICES.md), listening on a
-    free loopback port and a unix socket; stopped by its pid."""
-
-    def __init__(self):
-        if shutil.which("spamd") is None:
-            raise Skip("spamd is not installed (Debian packages spamd, spamassassin)")
-        if not glob.glob("/usr/share/spamassassin/*.cf"):
-            raise Skip("no SpamAssassin rules in /usr/share/spamassassin")
-        self.dir = tempfile.mkdtemp(prefix="postern-spamd-")
-        site, home = os.path.join(self.dir, "site"), os.path.join(self.dir, "home")
-        os.makedirs(site)
-        os.makedirs(home)
-        # the .pre files load the rule plugins
-        for f in glob.glob("/etc/spamassassin/*.pre") + glob.glob("/etc/spamassassin/65_debian.cf"):
-            shutil.copy(f, site)
-        with open(os.path.join(site, "local.cf"), "w") as f:
-            f.write(LOCAL_CF)
-        for d in (self.dir, site, home):
-            os.chmod(d, 0o755)
-        self.port = free_port()
-        self.socket = os.path.join(self.dir, "spamd.sock")
-        self.logfile = os.path.join(self.dir, "spamd.log")
-        args = ["spamd", "-L", "-x", "-H", home, "--siteconfigpath", site,
-                "--configpath", "/usr/share/spamassassin",
-                "--listen=127.0.0.1:%d" % self.port, "--listen=" + self.socket,
-                "--socketmode=0666", "-A", "127.0.0.1", "-m", "2", "--min-children", "2",
-                "-s", self.logfile]
-        if os.geteuid() == 0:
-            user = "debian-spamd"
-            try:
-                pw = pwd.getpwnam(user)
-            except KeyError:
-                user, pw = "nobody", pwd.getpwnam("nobody")
-            os.chown(home, pw.pw_uid, pw.pw_gid)
-            args += ["-u", user]
-        self.out = open(os.path.join(self.dir, "spamd.out"), "w")
-        self.proc = subprocess.Popen(args, stdout=self.out, stderr=subprocess.STDOUT)
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            if self.ping():
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        out = open(os.path.join(self.dir, "spamd.out")).read()
-        self.cleanup()
-        raise RuntimeError("spamd did not start: " + out[-2000:])
-
-    def ping(self):
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
-                s.sendall(b"PING SPAMC/1.5\r\n\r\n")
-                return s.recv(100).startswith(b"SPAMD/1.5 0 PONG")
-        except OSError:
-            return False
-
-    def log(self):
-        try:
-            with open(self.logfile, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
-
-    def checks(self):
-        """How many messages spamd has checked."""
-        return self.log().count("spamd: checking message")
-
-    def cleanup(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-        self.out.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 _spamd = None
@@ -141,7 +44,7 @@ def spamd():
     global _spamd
     if _spamd is None:
         try:
-            _spamd = Spamd()
+            _spamd = Spamd(LOCAL_CF, unix_socket=True, min_children=2, debian_cf=True)
         except (OSError, RuntimeError) as e:
             raise Skip("cannot run spamd: %s" % e)
     return _spamd
