@@ -29,7 +29,6 @@ Usage: bench/milter-latency.sh [--posternd PATH] [--messages 500] [--reps 3]
 """
 import argparse
 import os
-import re
 import shutil
 import subprocess
 import sys

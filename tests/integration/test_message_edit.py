@@ -15,7 +15,7 @@ import re
 import smtplib
 import time
 
-from harness import Postern, Sink, Skip, run
+from harness import Postern, Sink, run
 from test_milter import TestMilter
 
 SUBJECT = "edit test"
