@@ -18,15 +18,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 
 #include <event2/event.h>
@@ -36,60 +31,18 @@
 #include "tests/unit/dkim-test.h"
 #include "tests/unit/loop-test.h"
 
-#define NSD "/usr/sbin/nsd"
 #define GENKEY "/usr/sbin/opendkim-genkey"
 #define PREFIX "XXXXX" /* the octets in front of the content in its file */
 
 const char *dfx_missing(void)
 {
-    if (access(NSD, X_OK) != 0)
+    if (access(NSD_TEST_PATH, X_OK) != 0)
         return "nsd is not installed (apt-get install nsd)";
     if (access(GENKEY, X_OK) != 0)
         return "opendkim-genkey is not installed (apt-get install opendkim-tools)";
     if (access("/usr/share/publicsuffix/public_suffix_list.dat", R_OK) != 0)
         return "the public suffix list is not installed (apt-get install publicsuffix)";
     return NULL;
-}
-
-/* ---- sockets ---- */
-
-static int udp_socket(int *port_r)
-{
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(sin);
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-
-    if (fd < 0)
-        return -1;
-    if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0 ||
-        getsockname(fd, (struct sockaddr *)&sin, &len) < 0) {
-        close(fd);
-        return -1;
-    }
-    *port_r = ntohs(sin.sin_port);
-    return fd;
-}
-
-/* A port free for UDP and TCP now (nsd binds both). */
-static int free_port(void)
-{
-    for (int attempt = 0; attempt < 20; attempt++) {
-        int port, one = 1, ok;
-        int u = udp_socket(&port);
-        int t = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-
-        sin.sin_port = htons((uint16_t)port);
-        setsockopt(t, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        ok = u >= 0 && t >= 0 && bind(t, (struct sockaddr *)&sin, sizeof(sin)) == 0;
-        if (u >= 0)
-            close(u);
-        if (t >= 0)
-            close(t);
-        if (ok)
-            return port;
-    }
-    return -1;
 }
 
 /* ---- the key and the zones ---- */
@@ -104,13 +57,13 @@ static void run_genkey(struct dfx *fx)
         int fd = open("/dev/null", O_WRONLY);
         if (fd >= 0)
             dup2(fd, 2);
-        execl(GENKEY, "opendkim-genkey", "-D", fx->dir, "-d", "example.com", "-s", "sel",
+        execl(GENKEY, "opendkim-genkey", "-D", fx->nsd.dir, "-d", "example.com", "-s", "sel",
               (char *)NULL);
         _exit(127);
     }
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    snprintf(fx->key, sizeof(fx->key), "%s/sel.private", fx->dir);
+    snprintf(fx->key, sizeof(fx->key), "%s/sel.private", fx->nsd.dir);
 }
 
 /* The key record out of genkey's zone text: its quoted strings joined. */
@@ -121,7 +74,7 @@ static void read_record(struct dfx *fx, char *zone_text, size_t size)
     size_t n, o = 0;
     bool in = false;
 
-    snprintf(path, sizeof(path), "%s/sel.txt", fx->dir);
+    snprintf(path, sizeof(path), "%s/sel.txt", fx->nsd.dir);
     f = fopen(path, "r");
     assert_non_null(f);
     n = fread(zone_text, 1, size - 1, f);
@@ -143,7 +96,7 @@ static void write_zone(const struct dfx *fx, const char *zone, const char *key_t
     char path[128];
     FILE *f;
 
-    snprintf(path, sizeof(path), "%s/%s.zone", fx->dir, zone);
+    snprintf(path, sizeof(path), "%s/%s.zone", fx->nsd.dir, zone);
     f = fopen(path, "w");
     assert_non_null(f);
     fprintf(f,
@@ -154,13 +107,11 @@ static void write_zone(const struct dfx *fx, const char *zone, const char *key_t
     assert_int_equal(fclose(f), 0);
 }
 
-static const char *const zones[] = {"example.com", "example.org", "example.net"};
+static const struct nsd_zone zones[] = {
+    {.name = "example.com"}, {.name = "example.org"}, {.name = "example.net"}};
 
 static void write_zones(const struct dfx *fx, const char *key_text)
 {
-    char path[128];
-    FILE *f;
-
     write_zone(fx, "example.com", key_text,
                "_dmarc IN TXT \"v=DMARC1; p=reject; sp=quarantine\"\n"
                "_dmarc.pct IN TXT \"v=DMARC1; p=reject; pct=0\"\n"
@@ -170,61 +121,9 @@ static void write_zones(const struct dfx *fx, const char *key_text)
                "_dmarc.bad IN TXT \"v=DMARC1; p=bogus\"\n");
     write_zone(fx, "example.org", key_text, "_dmarc IN TXT \"v=DMARC1; p=quarantine\"\n");
     write_zone(fx, "example.net", key_text, "_dmarc.monitor IN TXT \"v=DMARC1; p=none\"\n");
-    snprintf(path, sizeof(path), "%s/nsd.conf", fx->dir);
-    f = fopen(path, "w");
-    assert_non_null(f);
-    fprintf(f,
-            "server:\n  ip-address: 127.0.0.1@%d\n  port: %d\n  username: \"\"\n"
-            "  chroot: \"\"\n  zonesdir: \"%s\"\n  pidfile: \"%s/nsd.pid\"\n"
-            "  database: \"\"\n  xfrdfile: \"%s/xfrd.state\"\n"
-            "  zonelistfile: \"%s/zone.list\"\n  logfile: \"%s/nsd.log\"\n"
-            "remote-control:\n  control-enable: no\n",
-            fx->nsd_port, fx->nsd_port, fx->dir, fx->dir, fx->dir, fx->dir, fx->dir);
-    for (size_t i = 0; i < sizeof(zones) / sizeof(zones[0]); i++)
-        fprintf(f, "zone:\n  name: \"%s\"\n  zonefile: \"%s.zone\"\n", zones[i], zones[i]);
-    assert_int_equal(fclose(f), 0);
 }
 
-/* ---- nsd ---- */
-
-static pid_t spawn_nsd(const struct dfx *fx)
-{
-    char conf[128], out[128];
-    pid_t pid;
-
-    snprintf(conf, sizeof(conf), "%s/nsd.conf", fx->dir);
-    snprintf(out, sizeof(out), "%s/nsd.out", fx->dir);
-    pid = fork();
-    if (pid == 0) {
-        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        execl(NSD, "nsd", "-c", conf, "-d", (char *)NULL);
-        _exit(127);
-    }
-    return pid;
-}
-
-struct answer {
-    int calls;
-    enum dns_status st;
-};
-
-static void on_answer(void *ctx, enum dns_status st, const char *const *txt, size_t n)
-{
-    struct answer *a = ctx;
-
-    (void)txt, (void)n;
-    a->calls++;
-    a->st = st;
-}
-
-static bool answered(const void *ctx)
-{
-    return ((const struct answer *)ctx)->calls > 0;
-}
+/* ---- resolvers, nsd ---- */
 
 static struct dns *resolver(struct event_base *base, int port)
 {
@@ -241,64 +140,31 @@ static struct dns *resolver(struct event_base *base, int port)
     return dns;
 }
 
-/* Waits (at most 10 s) until nsd answers for the key. */
-static void wait_nsd(struct dfx *fx)
-{
-    for (int i = 0; i < 100; i++) {
-        struct answer a = {0};
-        int status;
-
-        assert_non_null(dns_query_txt(fx->dns, "sel._domainkey.example.com", on_answer, &a));
-        loop_run_until(fx->base, answered, &a, 1000);
-        if (a.calls > 0 && a.st == DNS_OK)
-            return;
-        if (waitpid(fx->nsd_pid, &status, WNOHANG) == fx->nsd_pid)
-            break;
-        loop_run_for(fx->base, 50);
-    }
-    fail_msg("nsd did not answer; see %s/nsd.out and nsd.log", fx->dir);
-}
-
 void dfx_start(struct dfx *fx)
 {
-    char key_text[4096];
+    char key_text[4096], why[512];
 
     memset(fx, 0, sizeof(*fx));
     fx->silent_fd = -1;
-    strcpy(fx->dir, "/tmp/test-dkim.XXXXXX");
-    assert_non_null(mkdtemp(fx->dir));
+    if (nsd_test_prepare(&fx->nsd, "dkim", why, sizeof(why)) < 0)
+        fail_msg("%s", why);
     run_genkey(fx);
     read_record(fx, key_text, sizeof(key_text));
     assert_true(strstr(fx->record, "p=") != NULL);
-    fx->nsd_port = free_port();
-    assert_true(fx->nsd_port > 0);
     write_zones(fx, key_text);
-    fx->silent_fd = udp_socket(&fx->silent_port);
+    fx->silent_fd = nsd_test_silent_socket(&fx->silent_port);
     assert_true(fx->silent_fd >= 0);
     fx->base = event_base_new();
     assert_non_null(fx->base);
-    fx->dns = resolver(fx->base, fx->nsd_port);
+    fx->dns = resolver(fx->base, fx->nsd.port);
     fx->silent = resolver(fx->base, fx->silent_port);
-    fx->nsd_pid = spawn_nsd(fx);
-    assert_true(fx->nsd_pid > 0);
-    wait_nsd(fx);
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
+    if (nsd_test_run(&fx->nsd, zones, sizeof(zones) / sizeof(zones[0]), why, sizeof(why)) < 0)
+        fail_msg("%s", why);
 }
 
 void dfx_stop(struct dfx *fx)
 {
-    int status;
-
-    if (fx->nsd_pid > 0) {
-        kill(fx->nsd_pid, SIGTERM);
-        waitpid(fx->nsd_pid, &status, 0);
-        fx->nsd_pid = 0;
-    }
+    nsd_test_stop(&fx->nsd);
     dns_free(&fx->dns);
     dns_free(&fx->silent);
     if (fx->base != NULL)
@@ -307,8 +173,6 @@ void dfx_stop(struct dfx *fx)
     if (fx->silent_fd >= 0)
         close(fx->silent_fd);
     fx->silent_fd = -1;
-    if (fx->dir[0] != '\0')
-        nftw(fx->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
 }
 
 /* ---- runs ---- */
@@ -346,7 +210,7 @@ void dfx_eom(struct dfx *fx, struct dfx_run *run, const char *content, const str
     FILE *f;
     int fd;
 
-    snprintf(path, sizeof(path), "%s/msg%d", fx->dir, ++seq);
+    snprintf(path, sizeof(path), "%s/msg%d", fx->nsd.dir, ++seq);
     f = fopen(path, "w");
     assert_non_null(f);
     fputs(PREFIX, f);

@@ -1,7 +1,7 @@
 /*
  * dkim-test — the fixture of test-dkim and test-dmarc: a temp dir with an
  * RSA key made by opendkim-genkey (OpenDKIM's tool, package
- * opendkim-tools), an nsd on a free loopback port serving the zones
+ * opendkim-tools), an nsd (nsd-test.h) on a free loopback port serving the zones
  * example.com, example.org and example.net with that key as
  * "sel._domainkey", a revoked key "rev._domainkey" and the DMARC records
  * the tests need (listed in dkim-test.c), a UDP socket that never answers,
@@ -19,16 +19,15 @@
 #include "filters/chain.h"
 #include "gateway/server-config.h"
 #include "tests/unit/filter-test.h"
+#include "tests/unit/nsd-test.h"
 
 #define DFX_HOSTNAME "mx.postern.test"
 #define DFX_RUN_MS 8000
 
 struct dfx {
-    char dir[64];
-    char key[128];     /* the private key, PEM */
-    char record[2048]; /* its DNS record "v=DKIM1; ... p=..." */
-    pid_t nsd_pid;
-    int nsd_port;
+    struct nsd_test nsd; /* its dir also holds the key and the messages */
+    char key[128];       /* the private key, PEM */
+    char record[2048];   /* its DNS record "v=DKIM1; ... p=..." */
     int silent_fd, silent_port;
     struct event_base *base;
     struct dns *dns;    /* at nsd */

@@ -22,47 +22,6 @@ uint64_t rng_next(uint64_t *s)
     return *s;
 }
 
-/* A UDP socket on 127.0.0.1 with a kernel-chosen port. */
-int udp_bound(int *port_r)
-{
-    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t len = sizeof(sin);
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-
-    if (fd < 0)
-        return -1;
-    if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0 ||
-        getsockname(fd, (struct sockaddr *)&sin, &len) < 0) {
-        close(fd);
-        return -1;
-    }
-    *port_r = ntohs(sin.sin_port);
-    return fd;
-}
-
-/* A port free for both UDP and TCP right now (for nsd, which binds both). */
-int free_port(void)
-{
-    for (int attempt = 0; attempt < 20; attempt++) {
-        int port, ok, one = 1;
-        int u = udp_bound(&port);
-        int t = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_in sin = { .sin_family = AF_INET,
-                                   .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-
-        sin.sin_port = htons((uint16_t)port);
-        setsockopt(t, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        ok = u >= 0 && t >= 0 && bind(t, (struct sockaddr *)&sin, sizeof(sin)) == 0;
-        if (u >= 0)
-            close(u);
-        if (t >= 0)
-            close(t);
-        if (ok)
-            return port;
-    }
-    return -1;
-}
-
 int write_file(const char *path, const char *text)
 {
     FILE *f = fopen(path, "w");
@@ -159,7 +118,7 @@ static int write_zone_file(const struct env *env, const char *name, const char *
     char path[160];
     struct timespec times[2];
 
-    snprintf(path, sizeof(path), "%s/%s.zone", env->dir, name);
+    snprintf(path, sizeof(path), "%s/%s.zone", env->nsd.dir, name);
     if (write_file(path, text) < 0)
         return -1;
     if (env->zone_mtime == 0)
@@ -207,7 +166,7 @@ int reload_nsd(struct env *env, int version)
     env->zone_mtime = env->zone_mtime != 0 ? env->zone_mtime + 1 : time(NULL) + 1;
     if (write_ttl_zones(env, version) < 0)
         return -1;
-    return kill(env->nsd_pid, SIGHUP);
+    return nsd_test_reload(&env->nsd);
 }
 
 int write_zone(struct env *env)
@@ -226,7 +185,7 @@ int write_zone(struct env *env)
         write_ttl_zones(env, 1) < 0)
         return -1;
 
-    snprintf(path, sizeof(path), "%s/dns.test.zone", env->dir);
+    snprintf(path, sizeof(path), "%s/dns.test.zone", env->nsd.dir);
     f = fopen(path, "w");
     if (f == NULL)
         return -1;
@@ -236,51 +195,6 @@ int write_zone(struct env *env)
     zone_many(f, env);
     snprintf(env->txt_long, sizeof(env->txt_long), "\"%s\"", txt);
     return fclose(f);
-}
-
-int write_nsd_conf(const struct env *env)
-{
-    static const char *const zones[] = { "dns.test", "2.0.192.in-addr.arpa",
-                                         "8.b.d.0.1.0.0.2.ip6.arpa", "ttl.test",
-                                         "100.51.198.in-addr.arpa" };
-    char path[128], conf[4096];
-    const char *d = env->dir;
-    int p = env->nsd_port;
-    size_t off;
-
-    off = (size_t)snprintf(conf, sizeof(conf),
-                           "server:\n  ip-address: 127.0.0.1@%d\n  port: %d\n  username: \"\"\n"
-                           "  chroot: \"\"\n  zonesdir: \"%s\"\n  pidfile: \"%s/nsd.pid\"\n"
-                           "  database: \"\"\n  xfrdfile: \"%s/xfrd.state\"\n"
-                           "  zonelistfile: \"%s/zone.list\"\n  logfile: \"%s/nsd.log\"\n"
-                           "remote-control:\n  control-enable: no\n",
-                           p, p, d, d, d, d, d);
-    for (size_t i = 0; i < sizeof(zones) / sizeof(zones[0]) && off < sizeof(conf); i++)
-        off += (size_t)snprintf(conf + off, sizeof(conf) - off,
-                                "zone:\n  name: \"%s\"\n  zonefile: \"%s.zone\"\n", zones[i],
-                                zones[i]);
-    snprintf(path, sizeof(path), "%s/nsd.conf", d);
-    return write_file(path, conf);
-}
-
-pid_t spawn_nsd(const struct env *env)
-{
-    char conf[128], out[128];
-    pid_t pid;
-
-    snprintf(conf, sizeof(conf), "%s/nsd.conf", env->dir);
-    snprintf(out, sizeof(out), "%s/nsd.out", env->dir);
-    pid = fork();
-    if (pid == 0) {
-        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        execl(NSD_PATH, "nsd", "-c", conf, "-d", (char *)NULL);
-        _exit(127);
-    }
-    return pid;
 }
 
 /* ---- results ---- */
@@ -887,49 +801,17 @@ void *fake_main(void *arg)
 
 /* ---- group setup ---- */
 
-int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
-/* Polls nsd with the resolver itself until it answers (5 s at most). */
-int wait_nsd(struct env *env)
-{
-    struct event_base *base = event_base_new();
-    int ok = -1;
-
-    for (int i = 0; i < 100 && ok < 0; i++) {
-        struct dns *dns = dns_at(base, env->nsd_port, 100, 1);
-        struct result r = { .calls = 0 };
-        int status;
-
-        start(dns, Q_ADDR, "ns.dns.test", AF_INET, &r);
-        run_until(base, &r, 1, 1000);
-        dns_free(&dns);
-        if (r.st == DNS_OK)
-            ok = 0;
-        else if (waitpid(env->nsd_pid, &status, WNOHANG) == env->nsd_pid)
-            break;
-        else
-            run_for(base, 50);
-    }
-    event_base_free(base);
-    return ok;
-}
-
 int start_nsd(struct env *env)
 {
-    strcpy(env->dir, "/tmp/test-dns.XXXXXX");
-    if (mkdtemp(env->dir) == NULL)
-        return -1;
-    env->nsd_port = free_port();
-    if (env->nsd_port < 0 || write_zone(env) < 0 || write_nsd_conf(env) < 0)
-        return -1;
-    env->nsd_pid = spawn_nsd(env);
-    if (env->nsd_pid < 0)
-        return -1;
-    if (wait_nsd(env) < 0) {
-        fprintf(stderr, "nsd did not answer; see %s/nsd.out and nsd.log\n", env->dir);
+    static const struct nsd_zone zones[] = {
+        { .name = "dns.test" }, { .name = "2.0.192.in-addr.arpa" },
+        { .name = "8.b.d.0.1.0.0.2.ip6.arpa" }, { .name = "ttl.test" },
+        { .name = "100.51.198.in-addr.arpa" } };
+    char why[512];
+
+    if (nsd_test_prepare(&env->nsd, "dns", why, sizeof(why)) < 0 || write_zone(env) < 0 ||
+        nsd_test_run(&env->nsd, zones, sizeof(zones) / sizeof(zones[0]), why, sizeof(why)) < 0) {
+        fprintf(stderr, "%s\n", why);
         return -1;
     }
     return 0;
@@ -938,9 +820,9 @@ int start_nsd(struct env *env)
 /* True, with a line saying why, when nsd is not there to test against. */
 bool nsd_missing(const char *prog)
 {
-    if (access(NSD_PATH, X_OK) == 0)
+    if (access(NSD_TEST_PATH, X_OK) == 0)
         return false;
-    fprintf(stderr, "%s: %s not installed (apt-get install nsd); skipped\n", prog, NSD_PATH);
+    fprintf(stderr, "%s: %s not installed (apt-get install nsd); skipped\n", prog, NSD_TEST_PATH);
     return true;
 }
 
@@ -951,7 +833,7 @@ int group_setup(void **state)
     if (env == NULL)
         return -1;
     *state = env;
-    env->nsd_pid = -1;
+    env->nsd.pid = -1;
     env->silent_fd = -1;
     env->fake_fd = -1;
     env->seed = (uint64_t)time(NULL) * 2654435761u ^ (uint64_t)getpid();
@@ -960,8 +842,8 @@ int group_setup(void **state)
     env->seed |= 1;
     fprintf(stderr, "test-dns: seed %llu (TEST_DNS_SEED to repeat)\n",
             (unsigned long long)env->seed);
-    env->silent_fd = udp_bound(&env->silent_port);
-    env->fake_fd = udp_bound(&env->fake_port);
+    env->silent_fd = nsd_test_silent_socket(&env->silent_port);
+    env->fake_fd = nsd_test_silent_socket(&env->fake_port);
     if (env->silent_fd < 0 || env->fake_fd < 0)
         return -1;
     if (pthread_create(&env->fake_thread, NULL, fake_main, env) != 0)
@@ -985,18 +867,13 @@ int group_teardown(void **state)
 {
     struct env *env = *state;
 
-    if (env->nsd_pid > 0) {
-        kill(env->nsd_pid, SIGTERM);
-        waitpid(env->nsd_pid, NULL, 0);
-    }
+    nsd_test_stop(&env->nsd);
     if (env->fake_running)
         stop_fake(env);
     if (env->silent_fd >= 0)
         close(env->silent_fd);
     if (env->fake_fd >= 0)
         close(env->fake_fd);
-    if (env->dir[0] != '\0')
-        nftw(env->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
     free(env);
     return 0;
 }

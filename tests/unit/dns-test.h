@@ -1,6 +1,6 @@
 /*
- * dns-test — the fixture of test-dns and test-dns-cache: an nsd started with
- * the tests' own zones on a free loopback port ("dns.test", reverse zones for
+ * dns-test — the fixture of test-dns and test-dns-cache: an nsd (nsd-test.h)
+ * started with the tests' own zones on a free loopback port ("dns.test", reverse zones for
  * 192.0.2.0/24 and 2001:db8::/32, and "ttl.test" with 198.51.100.0/24's
  * reverse zone, short TTLs, which the cache tests rewrite and reload), a UDP
  * socket that never answers, a responder thread with scripted, delayed or
@@ -39,8 +39,8 @@
 #include <event2/event.h>
 
 #include "lib/dns.h"
+#include "tests/unit/nsd-test.h"
 
-#define NSD_PATH "/usr/sbin/nsd"
 #define TXT_PART 250  /* octets per string of the long TXT records */
 #define TXT_LONG_PARTS 12
 #define TXT_HUGE_PARTS 20
@@ -62,9 +62,7 @@ struct delayed {
 };
 
 struct env {
-    char dir[64];
-    pid_t nsd_pid;
-    int nsd_port;
+    struct nsd_test nsd; /* its dir holds the zone files this fixture writes */
     int silent_fd;
     int silent_port;
     int fake_fd;
@@ -107,16 +105,12 @@ struct fake_query {
 
 long now_ms(void);
 uint64_t rng_next(uint64_t *s);
-int udp_bound(int *port_r);
-int free_port(void);
 int write_file(const char *path, const char *text);
 void zone_txt_parts(FILE *f, const char *name, int parts, char *expect, size_t expsize);
 void zone_many(FILE *f, struct env *env);
 int write_zone(struct env *env);
 int write_ttl_zones(struct env *env, int version);
 int reload_nsd(struct env *env, int version);
-int write_nsd_conf(const struct env *env);
-pid_t spawn_nsd(const struct env *env);
 void result_begin(struct result *r, enum dns_status st, size_t n);
 int cmp_str(const void *a, const void *b);
 void result_end(struct result *r, bool sort, const char *sep);
@@ -151,8 +145,6 @@ void fake_head(struct pkt *p, const struct fake_query *fq, unsigned flags, unsig
 void fake_fuzz(struct pkt *p, const struct fake_query *fq, uint64_t *rng);
 size_t fake_answer(struct pkt *p, const struct fake_query *fq, uint64_t *rng);
 void *fake_main(void *arg);
-int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw);
-int wait_nsd(struct env *env);
 int start_nsd(struct env *env);
 bool nsd_missing(const char *prog);
 int group_setup(void **state);

@@ -38,8 +38,7 @@ int nsd_test_silent_socket(int *port_r)
     return fd;
 }
 
-/* A port free for both UDP and TCP right now (nsd binds both). */
-static int free_port(void)
+int nsd_test_free_port(void)
 {
     for (int attempt = 0; attempt < 20; attempt++) {
         int port = -1, ok, one = 1;
@@ -61,11 +60,11 @@ static int free_port(void)
     return -1;
 }
 
-static int write_zones(const struct nsd_test *n, const struct nsd_zone *zones, size_t count)
+/* nsd.conf for the zones, whose files are dir/<name>.zone. */
+static int write_conf(const struct nsd_test *n, const struct nsd_zone *zones, size_t count)
 {
     char path[160];
-    FILE *conf, *z;
-    int ok = 0;
+    FILE *conf;
 
     snprintf(path, sizeof(path), "%s/nsd.conf", n->dir);
     if ((conf = fopen(path, "w")) == NULL)
@@ -76,22 +75,33 @@ static int write_zones(const struct nsd_test *n, const struct nsd_zone *zones, s
             "  xfrdfile: \"%s/xfrd.state\"\n  zonelistfile: \"%s/zone.list\"\n"
             "  logfile: \"%s/nsd.log\"\nremote-control:\n  control-enable: no\n",
             n->port, n->port, n->dir, n->dir, n->dir, n->dir, n->dir);
-    for (size_t i = 0; i < count && ok == 0; i++) {
-        fprintf(conf, "zone:\n  name: \"%s\"\n  zonefile: \"z%zu.zone\"\n", zones[i].name, i);
-        snprintf(path, sizeof(path), "%s/z%zu.zone", n->dir, i);
-        if ((z = fopen(path, "w")) == NULL) {
-            ok = -1;
-            break;
-        }
+    for (size_t i = 0; i < count; i++)
+        fprintf(conf, "zone:\n  name: \"%s\"\n  zonefile: \"%s.zone\"\n", zones[i].name,
+                zones[i].name);
+    return fclose(conf);
+}
+
+/* The zone files of the zones that have records (the others the test wrote). */
+static int write_zones(const struct nsd_test *n, const struct nsd_zone *zones, size_t count)
+{
+    char path[160];
+    FILE *z;
+
+    for (size_t i = 0; i < count; i++) {
+        if (zones[i].records == NULL)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s.zone", n->dir, zones[i].name);
+        if ((z = fopen(path, "w")) == NULL)
+            return -1;
         fprintf(z,
                 "$ORIGIN %s.\n$TTL 300\n@ IN SOA ns.%s. hostmaster.%s. 1 3600 600 86400 300\n"
                 "@ IN NS ns.%s.\n%s%s\n",
                 zones[i].name, zones[0].name, zones[0].name, zones[0].name,
                 i == 0 ? "ns IN A 127.0.0.1\n" : "", zones[i].records);
         if (fclose(z) != 0)
-            ok = -1;
+            return -1;
     }
-    return fclose(conf) != 0 ? -1 : ok;
+    return 0;
 }
 
 static pid_t spawn(const struct nsd_test *n)
@@ -181,21 +191,31 @@ void nsd_test_stop(struct nsd_test *n)
     n->dir[0] = '\0';
 }
 
-int nsd_test_start(struct nsd_test *n, const struct nsd_zone *zones, size_t count, char *why,
-                   size_t whysize)
+int nsd_test_prepare(struct nsd_test *n, const char *tag, char *why, size_t whysize)
 {
-    struct timespec pause = {.tv_nsec = 50 * 1000000L};
-    int status;
-
     memset(n, 0, sizeof(*n));
     n->pid = -1;
     if (access(NSD_TEST_PATH, X_OK) != 0) {
         snprintf(why, whysize, "%s not installed (apt-get install nsd)", NSD_TEST_PATH);
         return -1;
     }
-    strcpy(n->dir, "/tmp/test-nsd.XXXXXX");
-    if (mkdtemp(n->dir) == NULL || (n->port = free_port()) < 0 ||
-        write_zones(n, zones, count) < 0 || (n->pid = spawn(n)) < 0) {
+    snprintf(n->dir, sizeof(n->dir), "/tmp/test-%s.XXXXXX", tag);
+    if (mkdtemp(n->dir) == NULL || (n->port = nsd_test_free_port()) < 0) {
+        snprintf(why, whysize, "cannot set up nsd: %s", strerror(errno));
+        nsd_test_stop(n);
+        return -1;
+    }
+    return 0;
+}
+
+int nsd_test_run(struct nsd_test *n, const struct nsd_zone *zones, size_t count, char *why,
+                 size_t whysize)
+{
+    struct timespec pause = {.tv_nsec = 50 * 1000000L};
+    int status;
+
+    if (write_zones(n, zones, count) < 0 || write_conf(n, zones, count) < 0 ||
+        (n->pid = spawn(n)) < 0) {
         snprintf(why, whysize, "cannot set up nsd: %s", strerror(errno));
         nsd_test_stop(n);
         return -1;
@@ -213,4 +233,17 @@ int nsd_test_start(struct nsd_test *n, const struct nsd_zone *zones, size_t coun
     read_out(n, why + strlen(why), whysize - strlen(why));
     nsd_test_stop(n);
     return -1;
+}
+
+int nsd_test_start(struct nsd_test *n, const struct nsd_zone *zones, size_t count, char *why,
+                   size_t whysize)
+{
+    if (nsd_test_prepare(n, "nsd", why, whysize) < 0)
+        return -1;
+    return nsd_test_run(n, zones, count, why, whysize);
+}
+
+int nsd_test_reload(const struct nsd_test *n)
+{
+    return n->pid > 0 ? kill(n->pid, SIGHUP) : -1;
 }

@@ -399,7 +399,7 @@ static void test_config(void **state)
         {.filters = "filters = ( { name = \"dkim\"; frobnicate = 1; } );", .error = "unknown key \"frobnicate\""},
     };
 
-    snprintf(not_pem, sizeof(not_pem), "%s/not.pem", fx->dir);
+    snprintf(not_pem, sizeof(not_pem), "%s/not.pem", fx->nsd.dir);
     FILE *f = fopen(not_pem, "w");
     assert_non_null(f);
     fputs("hello\n", f);
@@ -584,8 +584,8 @@ static void test_foreign_signature(void **state)
         free(msg);
         skip();
     }
-    snprintf(in, sizeof(in), "%s/foreign.in", fx->dir);
-    snprintf(out, sizeof(out), "%s/foreign.out", fx->dir);
+    snprintf(in, sizeof(in), "%s/foreign.in", fx->nsd.dir);
+    snprintf(out, sizeof(out), "%s/foreign.out", fx->nsd.dir);
     f = fopen(in, "w");
     assert_non_null(f);
     fputs(msg, f);
@@ -748,7 +748,7 @@ static void test_errors(void **state)
     /* a run cancelled at once: the job on its thread comes back to nothing */
     verify(fx, &run, DKIM, signed_msg, false);
     char path[128];
-    snprintf(path, sizeof(path), "%s/cancel", fx->dir);
+    snprintf(path, sizeof(path), "%s/cancel", fx->nsd.dir);
     FILE *f = fopen(path, "w");
     fputs(signed_msg, f);
     fclose(f);

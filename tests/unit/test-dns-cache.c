@@ -539,9 +539,9 @@ static void test_cache_nsd(void **state)
 {
     struct env *env = *state;
     struct event_base *base = event_base_new();
-    struct dns *plain = dns_at(base, env->nsd_port, 1000, 2);
-    struct dns *cached = dns_cached(base, env->nsd_port, 64, 0);
-    struct dns *capped = dns_cached(base, env->nsd_port, 64, 1);
+    struct dns *plain = dns_at(base, env->nsd.port, 1000, 2);
+    struct dns *cached = dns_cached(base, env->nsd.port, 64, 0);
+    struct dns *capped = dns_cached(base, env->nsd.port, 64, 1);
     const struct ttl_case long_case = { .kind = Q_ADDR, .name = "long.ttl.test",
                                         .family = AF_INET, .text1 = "192.0.2.1",
                                         .text2 = "192.0.2.2" };

@@ -124,7 +124,7 @@ static void test_queries(void **state)
 {
     struct env *env = *state;
     struct event_base *base = event_base_new();
-    struct dns *nsd = dns_at(base, env->nsd_port, 1000, 2);
+    struct dns *nsd = dns_at(base, env->nsd.port, 1000, 2);
     struct dns *fake = dns_at(base, env->fake_port, 200, 1);
 
     for (size_t i = 0; i < sizeof(query_cases) / sizeof(query_cases[0]); i++)
@@ -140,7 +140,7 @@ static void test_long_answers(void **state)
 {
     struct env *env = *state;
     struct event_base *base = event_base_new();
-    struct dns *dns = dns_at(base, env->nsd_port, 1000, 2);
+    struct dns *dns = dns_at(base, env->nsd.port, 1000, 2);
     struct result *r = calloc(2, sizeof(*r));
 
     assert_non_null(start(dns, Q_TXT, "txt-long.dns.test", 0, &r[0]));
@@ -161,7 +161,7 @@ static void test_parallel(void **state)
 {
     struct env *env = *state;
     struct event_base *base = event_base_new();
-    struct dns *dns = dns_at(base, env->nsd_port, 1000, 2);
+    struct dns *dns = dns_at(base, env->nsd.port, 1000, 2);
     enum { N = 60 };
     struct result *r = calloc(N, sizeof(*r));
 
@@ -205,7 +205,7 @@ static void test_bad_names(void **state)
 {
     struct env *env = *state;
     struct event_base *base = event_base_new();
-    struct dns *dns = dns_at(base, env->nsd_port, 1000, 2);
+    struct dns *dns = dns_at(base, env->nsd.port, 1000, 2);
     char label64[80], long254[300], ok253[300];
     const struct bad_name_case cases[] = {
         { .kind = Q_MX, .name = NULL },
@@ -381,7 +381,7 @@ static void test_failover(void **state)
     struct result r = { .calls = 0 };
 
     snprintf(silent, sizeof(silent), "127.0.0.1:%d", env->silent_port);
-    snprintf(nsd, sizeof(nsd), "127.0.0.1:%d", env->nsd_port);
+    snprintf(nsd, sizeof(nsd), "127.0.0.1:%d", env->nsd.port);
     assert_int_equal(dns_new(base, &cfg, &dns, error, sizeof(error)), 0);
     assert_non_null(start(dns, Q_MX, "null-mx.dns.test", 0, &r));
     assert_true(run_until(base, &r, 1, 3000));
@@ -397,7 +397,7 @@ static void test_cancel(void **state)
 {
     struct env *env = *state;
     struct event_base *base = event_base_new();
-    struct dns *dns = dns_at(base, env->nsd_port, 1000, 2);
+    struct dns *dns = dns_at(base, env->nsd.port, 1000, 2);
     struct dns *hang = dns_at(base, env->silent_port, 100, 1);
     struct result r[6] = { { .calls = 0 } };
     struct dns_query *q[2];
@@ -473,7 +473,7 @@ static void test_free_in_callback(void **state)
 {
     struct env *env = *state;
     struct event_base *base = event_base_new();
-    struct dns *dns = dns_at(base, env->nsd_port, 1000, 2);
+    struct dns *dns = dns_at(base, env->nsd.port, 1000, 2);
     struct result r[4] = { { .calls = 0 } };
     int ok = 0, cancelled = 0;
 
@@ -538,7 +538,7 @@ static void test_ptr_bounds(void **state)
 {
     struct env *env = *state;
     struct event_base *base = event_base_new();
-    struct dns *dns = dns_at(base, env->nsd_port, 1000, 2);
+    struct dns *dns = dns_at(base, env->nsd.port, 1000, 2);
     struct result *r = calloc(1, sizeof(*r));
 
     assert_non_null(start(dns, Q_PTR, "192.0.2.3", 0, r));
@@ -589,7 +589,7 @@ static void test_faults(void **state)
 {
     struct env *env = *state;
     struct event_base *base = event_base_new();
-    int down = free_port();
+    int down = nsd_test_free_port();
 
     assert_true(down > 0);
     for (size_t i = 0; i < sizeof(fault_cases) / sizeof(fault_cases[0]); i++) {
