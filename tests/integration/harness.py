@@ -132,7 +132,9 @@ class Postern:
                 if self.proc.poll() is not None:
                     raise RuntimeError("posternd exited: " + self.log())
                 time.sleep(0.05)
-        raise RuntimeError("posternd did not start: " + self.log())
+        log = self.log()
+        self.cleanup()  # a test that gets no instance cannot stop this one
+        raise RuntimeError("posternd did not start: " + log)
 
     def stop(self):
         if self.proc is not None and self.proc.poll() is None:
