@@ -18,6 +18,10 @@
 
 #include "tests/unit/attachments-test.h"
 
+#include "filters/attachments.h"
+#include "gateway/server-config.h"
+#include "tests/unit/config-test.h"
+
 void mbuf_add(struct mbuf *b, const void *data, size_t len)
 {
     if (b->len + len + 1 > b->cap) {
@@ -422,4 +426,35 @@ void *rar4_build(const char *name, const void *data, size_t len, bool encrypted,
     rar_block(&b, end_head, sizeof(end_head));
     *out_len = b.len;
     return b.p;
+}
+
+void msg_one_file(struct mbuf *m, const char *type, const char *name, const char *filename,
+                  const void *data, size_t len)
+{
+    msg_begin(m, ATT_TEST_BOUNDARY);
+    msg_file(m, ATT_TEST_BOUNDARY, type, name, filename, data, len);
+    msg_end(m, ATT_TEST_BOUNDARY);
+}
+
+void att_pol_new(struct att_pol *x, const char *hostname, const char *keys)
+{
+    struct mbuf text = {.p = NULL};
+    struct cfg_errors errs = {0};
+    char error[256];
+
+    mbuf_printf(&text, "filters = ( { name = \"attachments\"; %s } );", keys);
+    x->cfg = config_test_load(text.p, &errs);
+    if (x->cfg == NULL)
+        fail_msg("%s: %s", text.p, errs.count > 0 ? errs.msgs[0] : "?");
+    mbuf_free(&text);
+    if (att_policy_new(x->cfg->filtering.filters[0].settings, hostname, &x->p, error,
+                       sizeof(error)) < 0)
+        fail_msg("policy: %s", error);
+}
+
+void att_pol_free(struct att_pol *x)
+{
+    att_policy_free(&x->p);
+    assert_null(x->p);
+    postern_config_free(&x->cfg);
 }

@@ -72,4 +72,32 @@ void *zip_many(unsigned entries, const char *last, size_t *len);
 /* A RAR 4 archive of one stored entry, its encrypted flag as given. */
 void *rar4_build(const char *name, const void *data, size_t len, bool encrypted, size_t *out_len);
 
+/* What the inspection tests share: the host name for the policy, the
+ * boundary of msg_one_file, and a rule set covering each match kind. */
+#define ATT_TEST_HOST "mx.postern.test"
+#define ATT_TEST_BOUNDARY "b1"
+#define ATT_TEST_RULES                                                                             \
+    "rules = ( { id = \"exe\"; extensions = [\"exe\", \".SCR\", \"com\"]; },"                      \
+    " { id = \"pe\"; detected_type = [\"application/vnd.microsoft.portable-executable\","          \
+    " \"application/x-dosexec\"]; },"                                                              \
+    " { id = \"msdownload\"; declared_type = [\"application/x-msdownload\"]; in_archives = "       \
+    "false; },"                                                                                    \
+    " { id = \"js\"; name = [\"*.js\"]; action = \"quarantine\"; },"                               \
+    " { id = \"bat\"; extensions = [\"bat\"]; action = \"strip\"; } );"
+
+/* A message whose only part is one file (boundary ATT_TEST_BOUNDARY). */
+void msg_one_file(struct mbuf *m, const char *type, const char *name, const char *filename,
+                  const void *data, size_t len);
+
+/* An attachments policy made from a filter group's keys, as posternd loads
+ * it (config_test_load); att_pol_free frees the policy and the config. */
+struct postern_config;
+struct att_policy;
+struct att_pol {
+    struct postern_config *cfg;
+    struct att_policy *p;
+};
+void att_pol_new(struct att_pol *x, const char *hostname, const char *keys);
+void att_pol_free(struct att_pol *x);
+
 #endif

@@ -73,6 +73,11 @@ tests_unit_test_policy_SOURCES = tests/unit/test-policy.c $(UNIT_CONFIG)
 tests_unit_test_policy_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_policy_LDADD = $(UNIT_LIBS)
 UNIT_TESTS += tests/unit/test-attachments tests/unit/test-attachments-filter
+UNIT_TESTS += tests/unit/test-attachments-bombs
+tests_unit_test_attachments_bombs_SOURCES = tests/unit/test-attachments-bombs.c $(UNIT_ATTACH) \
+	$(UNIT_CONFIG) $(UNIT_LOOP)
+tests_unit_test_attachments_bombs_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_attachments_bombs_LDADD = $(UNIT_LIBS)
 UNIT_ATTACH = tests/unit/attachments-test.c tests/unit/attachments-test.h
 tests_unit_test_attachments_SOURCES = tests/unit/test-attachments.c $(UNIT_ATTACH) $(UNIT_CONFIG) \
 	$(UNIT_LOOP)
