@@ -96,6 +96,15 @@ static SPF_dns_rr_t *rr_status(struct eval *ev, const char *domain, ns_type type
 
 /* Copies an answer's records; a record that does not fit the type is left
  * out, and no record at all is NO_DATA. */
+static bool printable_ascii(const char *s)
+{
+    for (; *s != '\0'; s++) {
+        if (*s < 0x20 || *s > 0x7e)
+            return false;
+    }
+    return true;
+}
+
 static SPF_dns_rr_t *rr_from_answer(struct eval *ev, const char *domain, ns_type type,
                                     const struct dns_bridge_answer *a)
 {
@@ -117,6 +126,12 @@ static SPF_dns_rr_t *rr_from_answer(struct eval *ev, const char *domain, ns_type
         } else {
             src = a->items[i];
             len = strlen(a->items[i]) + 1;
+            /* SPF records and explanations are printable ASCII (RFC 7208
+             * §3, §6.2); libspf2 1.2.10's macro compiler overruns its
+             * stack on some that are not (found by fuzz-spf-record), so
+             * such a string never reaches it */
+            if (type == ns_t_txt && !printable_ascii(a->items[i]))
+                continue;
         }
         if (SPF_dns_rr_buf_realloc(rr, n, len) != SPF_E_SUCCESS) {
             rr->herrno = TRY_AGAIN;
@@ -157,6 +172,12 @@ static SPF_dns_rr_t *layer_lookup(SPF_dns_server_t *layer, const char *domain, n
     SPF_dns_rr_t *rr;
 
     (void)should_cache; /* lib/dns has the worker's cache */
+    /* RFC 7208 §7.3: an expanded name over 253 characters loses labels on
+     * the left until it fits; one that cannot does not exist */
+    while (strlen(q.name) > 253 && strchr(q.name, '.') != NULL)
+        q.name = strchr(q.name, '.') + 1;
+    if (strlen(q.name) > 253 || q.name[0] == '\0')
+        return rr_status(ev, domain, type, HOST_NOT_FOUND);
     switch (type) {
     case ns_t_a:
         q.kind = DNS_BRIDGE_A;
