@@ -19,6 +19,7 @@ shorter than the filter's, answers 451 4.3.0 within the bound and serves
 the next session too. Postfix is started as SERVICES.md says
 (bench/relay_bench.py's Postfix class: own config dir, queue and log in a
 temp dir, loopback only, relayhost = the sink)."""
+import email.utils
 import os
 import shutil
 import signal
@@ -187,8 +188,8 @@ def setup():
 
 def message(sender, subject, body):
     return ("From: %s\r\nTo: joe@sink.test\r\nSubject: %s\r\nMessage-ID: <%s@example.org>\r\n"
-            "Date: Sat, 28 Nov 2026 01:00:00 +0000\r\n\r\n%s\r\n"
-            % (sender, subject, subject.replace(" ", "."), body)).encode()
+            "Date: %s\r\n\r\n%s\r\n"
+            % (sender, subject, subject.replace(" ", "."), email.utils.formatdate(), body)).encode()
 
 
 def attempt(s, sender, body, port=None, rcpts=("joe@sink.test",)):

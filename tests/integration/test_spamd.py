@@ -15,6 +15,7 @@ spamd will not make on demand: one that takes the message and never
 answers (the message is accepted after the filter's deadline while an
 unrelated session on the same worker answers at once) and one that answers
 garbage (an error, never a score)."""
+import email.utils
 import smtplib
 import socket
 import threading
@@ -32,8 +33,8 @@ RELAY = 'local_domains = ["example.test", "sink.test"]; trusted_networks = ["127
 
 def message(body, subject="spamd test"):
     return ("From: sender@example.org\r\nTo: joe@sink.test\r\nSubject: %s\r\n"
-            "Message-ID: <%s@example.org>\r\nDate: Sat, 28 Nov 2026 01:00:00 +0000\r\n\r\n%s\r\n"
-            % (subject, subject.replace(" ", "."), body)).encode()
+            "Message-ID: <%s@example.org>\r\nDate: %s\r\n\r\n%s\r\n"
+            % (subject, subject.replace(" ", "."), email.utils.formatdate(), body)).encode()
 
 
 _spamd = None
