@@ -124,7 +124,7 @@ static int resolve_user(struct master *m)
 /* The spool belongs to the workers' user. */
 static int prepare_spool(struct master *m)
 {
-    static const char *const subdirs[] = { "", "/tmp", "/queue", "/corrupt", "/hold" };
+    static const char *const subdirs[] = { "", "/tmp", "/queue", "/corrupt", "/hold", "/free" };
     char path[4096], error[512];
 
     for (size_t i = 0; i < sizeof(subdirs) / sizeof(subdirs[0]); i++) {

@@ -13,7 +13,7 @@ lib_libpostern_a_SOURCES = \
 	lib/smtp-reply.c lib/smtp-reply.h \
 	lib/smtp-params.c lib/smtp-params.h \
 	lib/smtp-sasl.c lib/smtp-sasl.h \
-	lib/spool.c lib/spool.h \
+	lib/spool.c lib/spool.h lib/spool-pool.c lib/spool-pool.h \
 	lib/sync-crew.c lib/sync-crew.h \
 	lib/spool-format.c lib/spool-format.h
 lib_libpostern_a_SOURCES += lib/kv.c lib/kv.h lib/kv-backend.h lib/kv-lmdb.c lib/kv-redis.c

@@ -3,9 +3,11 @@
  * (or hold/) on one commit thread per spool so that the event loop never
  * waits for the disk.
  *
- * Writing (loop thread): spool_msg_begin creates tmp/<id> (read-write: the
- * filters read it before the commit) and puts a zeroed header in a 64 KiB
- * buffer; content is buffered and written with write(2);
+ * Writing (loop thread): spool_msg_begin takes a file from the pool of
+ * retired ones (spool-pool.h) or creates one, as tmp/<id> (read-write: the
+ * filters read it before the commit), and puts a zeroed header in a 64 KiB
+ * buffer; content is buffered and written with write(2) from offset 0 (a
+ * reused file is cut to the message's end at the commit);
  * the first error is kept and returned by every later call. spool_msg_commit
  * appends the envelope (with the message's own queue id and content size) and
  * END, patches the header (in the buffer, or with pwrite once flushed), and
@@ -53,6 +55,7 @@
 #include <event2/buffer.h>
 
 #include "lib/log.h"
+#include "lib/spool-pool.h"
 #include "lib/sync-crew.h"
 #include "lib/workpool.h"
 
@@ -66,7 +69,8 @@ struct msg_list {
 
 struct spool {
     char *dir;
-    int dir_fd, tmp_fd, queue_fd, hold_fd;
+    int dir_fd, tmp_fd, queue_fd, hold_fd, free_fd;
+    struct spool_pool *pool;    /* files to reuse, in free/ */
     struct workpool *committer; /* one thread: the commit thread */
     struct sync_crew *crew;     /* the commit thread's helpers, or NULL */
     uint64_t space_ok_until;    /* spool_has_space: no need to ask before (coarse ms) */
@@ -87,6 +91,7 @@ struct spool_msg {
     int error; /* sticky errno */
     bool hold; /* committed into hold/, not queue/ */
     bool renamed;
+    bool reused; /* its file came from the pool: may be longer than written */
     char queue_id[SPOOL_QUEUE_ID_MAX + 1];
     char tmp_name[SPOOL_QUEUE_ID_MAX + 8]; /* its file in tmp/: the queue id, or
                                            * "<id>.new" for a rewrite */
@@ -387,7 +392,8 @@ static int msg_append(struct spool_msg *msg, const void *data, size_t len)
 
 /* A new message in tmp/<tmp_name>, with its header reserved. Read and
  * write: the filters read the content before the commit. */
-static struct spool_msg *msg_new(struct spool *spool, const char *queue_id, const char *suffix)
+static struct spool_msg *msg_new(struct spool *spool, const char *queue_id, const char *suffix,
+                                 bool reuse)
 {
     struct spool_msg *msg;
     size_t len = strlen(queue_id);
@@ -405,7 +411,10 @@ static struct spool_msg *msg_new(struct spool *spool, const char *queue_id, cons
     msg->spool = spool;
     memcpy(msg->queue_id, queue_id, len + 1);
     snprintf(msg->tmp_name, sizeof(msg->tmp_name), "%s%s", queue_id, suffix);
-    msg->fd = openat(spool->tmp_fd, msg->tmp_name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+    msg->fd = reuse ? spool_pool_take(spool->pool, spool->tmp_fd, msg->tmp_name) : -1;
+    msg->reused = msg->fd >= 0;
+    if (!msg->reused)
+        msg->fd = openat(spool->tmp_fd, msg->tmp_name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
     if (msg->fd < 0) {
         int err = errno;
 
@@ -420,14 +429,14 @@ static struct spool_msg *msg_new(struct spool *spool, const char *queue_id, cons
 
 struct spool_msg *spool_msg_begin(struct spool *spool, const char *queue_id)
 {
-    return msg_new(spool, queue_id, "");
+    return msg_new(spool, queue_id, "", true);
 }
 
 struct spool_msg *spool_msg_rewrite_begin(struct spool_msg *msg)
 {
     if (msg_flush(msg) < 0)
         return NULL;
-    return msg_new(msg->spool, msg->queue_id, ".new");
+    return msg_new(msg->spool, msg->queue_id, ".new", false);
 }
 
 int spool_msg_rewrite_finish(struct spool_msg *msg, struct spool_msg **_dst)
@@ -451,6 +460,7 @@ int spool_msg_rewrite_finish(struct spool_msg *msg, struct spool_msg **_dst)
     msg->buf_len = dst->buf_len;
     msg->flushed = dst->flushed;
     msg->content_len = dst->content_len;
+    msg->reused = dst->reused;
     msg->error = 0;
     dst->fd = -1;
     dst->buf = NULL;
@@ -539,14 +549,19 @@ static int msg_finish(struct spool_msg *msg, const struct spool_envelope *env)
     spool_header_format(header, msg->content_len, SPOOL_HEADER_LEN + msg->content_len);
     if (msg->flushed == 0) {
         memcpy(msg->buf, header, SPOOL_HEADER_LEN);
-        return msg_flush(msg);
+        if (msg_flush(msg) < 0)
+            return -1;
+    } else {
+        if (msg_flush(msg) < 0)
+            return -1;
+        while ((ret = (int)pwrite(msg->fd, header, SPOOL_HEADER_LEN, 0)) < 0 && errno == EINTR)
+            ;
+        if (ret != SPOOL_HEADER_LEN)
+            return msg_fail(msg, ret < 0 ? errno : EIO);
     }
-    if (msg_flush(msg) < 0)
-        return -1;
-    while ((ret = (int)pwrite(msg->fd, header, SPOOL_HEADER_LEN, 0)) < 0 && errno == EINTR)
-        ;
-    if (ret != SPOOL_HEADER_LEN)
-        return msg_fail(msg, ret < 0 ? errno : EIO);
+    /* a reused file may be longer than this message: what lies past END goes */
+    if (msg->reused && ftruncate(msg->fd, (off_t)msg->flushed) < 0)
+        return msg_fail(msg, errno);
     return 0;
 }
 
@@ -588,7 +603,13 @@ void spool_msg_abort(struct spool_msg **_msg)
     if (msg->fd >= 0) {
         close(msg->fd);
         msg->fd = -1;
-        (void)unlinkat(msg->spool->tmp_fd, msg->tmp_name, 0);
+        /* for reuse: a message's own file (not a rewrite's, which may be on
+         * another thread) that had no error (ENOSPC: give the space back) */
+        if (msg->error == 0 && strcmp(msg->tmp_name, msg->queue_id) == 0)
+            (void)spool_pool_retire(msg->spool->pool, msg->spool->tmp_fd, msg->tmp_name,
+                                    msg->flushed);
+        else
+            (void)unlinkat(msg->spool->tmp_fd, msg->tmp_name, 0);
     }
     msg_free(msg);
 }
@@ -617,7 +638,9 @@ static int spool_open_dirs(struct spool *spool, char *error, size_t errsize)
     spool->queue_fd = open_subdir(spool->dir_fd, "queue", &created);
     if (spool->queue_fd < 0 ||
         (spool->hold_fd = open_subdir(spool->dir_fd, "hold", &created)) < 0 ||
-        (fd = open_subdir(spool->dir_fd, "corrupt", &created)) < 0)
+        (fd = open_subdir(spool->dir_fd, "corrupt", &created)) < 0 ||
+        (spool->free_fd = open_subdir(spool->dir_fd, "free", &created)) < 0 ||
+        (spool->pool = spool_pool_new(spool->free_fd)) == NULL)
         goto fail;
     close(fd);
     if (created && fsync(spool->dir_fd) < 0)
@@ -638,6 +661,9 @@ static void spool_free(struct spool *spool)
         close(spool->queue_fd);
     if (spool->hold_fd >= 0)
         close(spool->hold_fd);
+    spool_pool_free(&spool->pool);
+    if (spool->free_fd >= 0)
+        close(spool->free_fd);
     if (spool->dir_fd >= 0)
         close(spool->dir_fd);
     pthread_cond_destroy(&spool->idle);
@@ -657,7 +683,7 @@ int spool_open(const char *dir, struct event_base *base, struct spool **spool_r,
         snprintf(error, errsize, "spool %s: out of memory", dir);
         return -1;
     }
-    spool->dir_fd = spool->tmp_fd = spool->queue_fd = spool->hold_fd = -1;
+    spool->dir_fd = spool->tmp_fd = spool->queue_fd = spool->hold_fd = spool->free_fd = -1;
     pthread_mutex_init(&spool->lock, NULL);
     pthread_cond_init(&spool->idle, NULL);
     if (spool_open_dirs(spool, error, errsize) < 0) {
@@ -691,6 +717,11 @@ void spool_close(struct spool **_spool)
     workpool_destroy(&spool->committer); /* runs the done() still due */
     commit_done(spool, false);           /* and in case none was */
     spool_free(spool);
+}
+
+int spool_retire(struct spool *spool, const char *queue_id, uint64_t size)
+{
+    return spool_pool_retire(spool->pool, spool->queue_fd, queue_id, size);
 }
 
 /* 10 hex digits of time (20 bits of seconds, 20 of microseconds), 6 of pid
@@ -844,6 +875,15 @@ static void recover_tmp_entry(struct recover *rc, const char *name)
     recover_remove(rc, name, " (tmp/)");
 }
 
+/* free/ holds no message, only files to reuse; after a crash a name there
+ * might still point at a file that a queued message has taken since, so
+ * none is kept. */
+static void recover_free_entry(struct recover *rc, const char *name)
+{
+    if (unlinkat(rc->sub_fd, name, 0) == 0)
+        rc->changed = true;
+}
+
 int spool_recover(const char *dir, char *error, size_t errsize)
 {
     struct recover rc = { .corrupt_fd = -1, .dir = dir };
@@ -854,7 +894,8 @@ int spool_recover(const char *dir, char *error, size_t errsize)
         snprintf(error, errsize, "spool %s: %s", dir, strerror(errno));
         return -1;
     }
-    if (recover_scan(&rc, "tmp", recover_tmp_entry, error, errsize) == 0 &&
+    if (recover_scan(&rc, "free", recover_free_entry, error, errsize) == 0 &&
+        recover_scan(&rc, "tmp", recover_tmp_entry, error, errsize) == 0 &&
         recover_scan(&rc, "queue", recover_queue_entry, error, errsize) == 0 &&
         recover_scan(&rc, "hold", recover_queue_entry, error, errsize) == 0)
         ret = rc.count;

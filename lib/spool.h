@@ -8,6 +8,7 @@
  *            "posternctl queue hold"); the queue manager never looks here,
  *            "posternctl queue release" moves them to queue/
  *   corrupt/ files moved aside by the recovery scan or the queue manager
+ *   free/    no messages: files kept for reuse (lib/spool-pool.h)
  * A message is written to tmp/, its header patched, fsync'd, renamed into
  * queue/ (or hold/), and that directory fsync'd; only then does the commit
  * callback tell the session to answer 250. Commits run on a dedicated thread
@@ -46,7 +47,13 @@ void spool_new_queue_id(struct spool *spool, char *buf, size_t size);
  * unprivileged use (statvfs). Used at MAIL to answer 452 4.3.1 early. */
 int spool_has_space(struct spool *spool, uint64_t min_free);
 
-/* Creates tmp/<queue_id> (O_EXCL) and reserves the header. NULL with errno
+/* The queue manager is done with queue/<queue_id> (size: its length): the
+ * file goes to the pool of files to reuse, or is unlinked. Returns 0, or -1
+ * with errno (ENOENT: no such file). */
+int spool_retire(struct spool *spool, const char *queue_id, uint64_t size);
+
+/* Creates tmp/<queue_id> (O_EXCL), or takes a file from the pool and
+ * renames it so, and reserves the header. NULL with errno
  * set on failure (ENOSPC, EIO, ...). */
 struct spool_msg *spool_msg_begin(struct spool *spool, const char *queue_id);
 
@@ -104,7 +111,8 @@ int spool_msg_commit_hold(struct spool_msg *msg, const struct spool_envelope *en
 void spool_msg_detach(struct spool_msg *msg);
 
 /* Forgets a message that was never committed: closes and removes the temp
- * file; *msg is set to NULL. NULL-safe. */
+ * file (into the pool, when it is not a rewrite's); *msg is set to NULL.
+ * NULL-safe. */
 void spool_msg_abort(struct spool_msg **msg);
 
 /* Start-up scan, before any worker runs: removes every file in tmp/ and every

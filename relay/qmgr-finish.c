@@ -268,14 +268,12 @@ static void settle(struct finish *f)
 {
     struct qmsg *m = f->m;
     struct qmgr *q = m->q; /* m may be freed below */
-    char path[4200];
 
     m->jobs_running = 0;
     if (queue_file_pending(m->qf) == 0) {
         /* every recipient is settled: its records would go with the file,
          * so they are written only when the file cannot go */
-        qmgr_message_path(m->q, m->id, path, sizeof(path));
-        if (unlink(path) < 0 && errno != ENOENT) {
+        if (spool_retire(q->spool, m->id, m->qf->env->size) < 0 && errno != ENOENT) {
             log_error("%s: cannot remove: %s", m->id, strerror(errno));
             append(m, f->after);
         } else {

@@ -3,7 +3,8 @@
  * on, against a real event_base in a mkdtemp directory: commit, commit into
  * hold/, group commit, writing from an evbuffer, detach, abort, rewrite
  * before the commit, close draining pending commits, recovery of queue/ and
- * hold/, a full disk on a tiny tmpfs, queue id uniqueness. The formats the
+ * hold/, a full disk on a tiny tmpfs, queue id uniqueness, the pool of files
+ * to reuse (lib/spool-pool). The formats the
  * spool writes (header line, envelope, header lines to add) are
  * test-spool-format's.
  *
@@ -36,6 +37,7 @@
 #include <event2/event.h>
 
 #include "lib/spool-format.h"
+#include "lib/spool-pool.h"
 #include "lib/spool.h"
 #include "lib/workpool.h"
 
@@ -289,16 +291,19 @@ static char *make_content(size_t len, unsigned seed)
     return content;
 }
 
-static void commit_and_check(struct fixture *fx, size_t clen, size_t chunk)
+/* Commits a message of clen octets written chunk by chunk through spool, and
+ * checks the file; its queue id into id. */
+static void commit_through(struct fixture *fx, struct spool *spool, size_t clen, size_t chunk,
+                           char id[SPOOL_QUEUE_ID_MAX + 1])
 {
     struct commit_result res = { 0, -1, NULL };
     struct spool_envelope env;
     struct spool_rcpt rcpt;
-    char id[SPOOL_QUEUE_ID_MAX + 1], *content = make_content(clen, (unsigned)clen);
+    char *content = make_content(clen, (unsigned)clen);
     struct spool_msg *msg;
 
-    spool_new_queue_id(fx->spool, id, sizeof(id));
-    msg = spool_msg_begin(fx->spool, id);
+    spool_new_queue_id(spool, id, SPOOL_QUEUE_ID_MAX + 1);
+    msg = spool_msg_begin(spool, id);
     assert_non_null(msg);
     for (size_t off = 0; off < clen; off += chunk) {
         size_t n = clen - off < chunk ? clen - off : chunk;
@@ -313,6 +318,13 @@ static void commit_and_check(struct fixture *fx, size_t clen, size_t chunk)
     assert_int_equal(res.error, 0);
     check_committed(fx, id, content, clen);
     free(content);
+}
+
+static void commit_and_check(struct fixture *fx, size_t clen, size_t chunk)
+{
+    char id[SPOOL_QUEUE_ID_MAX + 1];
+
+    commit_through(fx, fx->spool, clen, chunk, id);
 }
 
 static void test_commit(void **state)
@@ -856,6 +868,80 @@ static int compare_ids(const void *a, const void *b)
     return strcmp(a, b);
 }
 
+static struct stat stat_of(const char *path)
+{
+    struct stat st;
+
+    assert_int_equal(stat(path, &st), 0);
+    return st;
+}
+
+/* A file the queue manager retires is reused by the next message, in
+ * another process's spool too: same inode, cut to the new message's end.
+ * Too big a file, or an aborted message's with an error, is unlinked; a
+ * clean abort feeds the pool; the start-up scan empties it. */
+static void test_pool_reuse(void **state)
+{
+    struct fixture *fx = *state;
+    char old_id[SPOOL_QUEUE_ID_MAX + 1], id[SPOOL_QUEUE_ID_MAX + 1], path[256], error[256];
+    struct spool *other = NULL;
+    struct spool_msg *msg;
+    struct stat old;
+
+    assert_int_equal(spool_open(fx->spool_dir, fx->base, &other, error, sizeof(error)), 0);
+    assert_int_equal(count_files(fx->spool_dir, "free"), 0); /* made by spool_open */
+    commit_through(fx, fx->spool, 100 * 1024, 7000, old_id);
+    queue_path(fx, "queue", old_id, path, sizeof(path));
+    old = stat_of(path);
+    assert_int_equal(spool_retire(fx->spool, old_id, 100 * 1024), 0);
+    assert_false(exists(path));
+    assert_int_equal(count_files(fx->spool_dir, "free"), 1);
+
+    commit_through(fx, other, 2048, 100, id);
+    assert_int_equal(count_files(fx->spool_dir, "free"), 0);
+    queue_path(fx, "queue", id, path, sizeof(path));
+    assert_int_equal(stat_of(path).st_ino, old.st_ino);
+    assert_true(stat_of(path).st_size < 4096); /* nothing of the old 100 KiB left */
+    assert_true(old.st_size > 100 * 1024);
+
+    assert_int_equal(spool_retire(fx->spool, id, SPOOL_POOL_FILE_MAX + 1), 0);
+    assert_false(exists(path));
+    assert_int_equal(count_files(fx->spool_dir, "free"), 0);
+    assert_int_equal(spool_retire(fx->spool, id, 10), -1);
+    assert_int_equal(errno, ENOENT);
+
+    spool_new_queue_id(fx->spool, id, sizeof(id));
+    msg = spool_msg_begin(fx->spool, id);
+    assert_non_null(msg);
+    assert_int_equal(spool_msg_write(msg, "x", 1), 0);
+    spool_msg_abort(&msg);
+    assert_int_equal(count_files(fx->spool_dir, "tmp"), 0);
+    assert_int_equal(count_files(fx->spool_dir, "free"), 1);
+    spool_close(&other);
+    assert_int_equal(spool_recover(fx->spool_dir, error, sizeof(error)), 0);
+    assert_int_equal(count_files(fx->spool_dir, "free"), 0);
+}
+
+/* The pool never holds more than SPOOL_POOL_MAX files: the rest are unlinked. */
+static void test_pool_cap(void **state)
+{
+    struct fixture *fx = *state;
+    char name[32], path[256];
+
+    for (int i = 0; i < SPOOL_POOL_MAX + 10; i++) {
+        int fd;
+
+        snprintf(name, sizeof(name), "P%04d", i);
+        queue_path(fx, "queue", name, path, sizeof(path));
+        fd = open(path, O_CREAT | O_WRONLY, 0600);
+        assert_true(fd >= 0);
+        close(fd);
+        assert_int_equal(spool_retire(fx->spool, name, 0), 0);
+    }
+    assert_int_equal(count_files(fx->spool_dir, "free"), SPOOL_POOL_MAX);
+    assert_int_equal(count_files(fx->spool_dir, "queue"), 0);
+}
+
 static void test_queue_ids(void **state)
 {
     struct fixture *fx = *state;
@@ -891,6 +977,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_recover_hold, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_ids, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pool_reuse, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pool_cap, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
