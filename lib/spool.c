@@ -19,12 +19,16 @@
  *
  * Group commit: the commit thread is a one-thread workpool. A commit job is
  * queued only when none is waiting; when it runs it takes every pending
- * message at once, fdatasyncs each file (several at once through the
- * sync crew's long-lived threads, so that the file system folds them into
- * fewer flushes), renames each into queue/ or, when held, hold/
+ * message at once, renames each into queue/ or, when held, hold/
  * (RENAME_NOREPLACE, so a queue id collision fails instead of replacing a
- * message), then fsyncs each directory that got a file once for the whole
- * batch. Messages that arrive meanwhile form the next batch.
+ * message), then flushes everything at once through the sync crew's
+ * long-lived threads: each file's fdatasync and one fsync of each directory
+ * that got a file, so that the file system folds them into fewer flushes and
+ * the batch waits for one flush, not a file's and then its directory's. A
+ * message is acknowledged only when its file's flush and its directory's
+ * both succeeded; before that the queue manager may already see its name
+ * (delivering early is at worst a duplicate, never a loss). Messages that
+ * arrive meanwhile form the next batch.
  * Finished messages go to a list that the workpool's done() drains on the
  * loop thread, calling each callback (unless detached) and freeing the
  * message. A failed message is unlinked from tmp/, queue/ or hold/ before
@@ -138,49 +142,16 @@ static int rename_noreplace(int from_dir, const char *from, int to_dir, const ch
 
 /* ---- the commit thread ---- */
 
-/* fdatasyncs the batch's files, several at once through the sync crew
- * (started at the first batch of more than one: most processes never need
- * it); without the crew, one after another. */
-static void commit_sync_files(struct spool *spool, struct spool_msg *batch, size_t count)
-{
-    int *fds = malloc(count * 2 * sizeof(int));
-    size_t i = 0;
-
-    if (count > 1 && spool->crew == NULL)
-        spool->crew = sync_crew_new(SPOOL_SYNC_THREADS - 1);
-    if (fds == NULL || (count > 1 && spool->crew == NULL)) {
-        for (struct spool_msg *msg = batch; msg != NULL; msg = msg->next) {
-            if (fdatasync(msg->fd) < 0)
-                msg->error = errno;
-        }
-        free(fds);
-        return;
-    }
-    for (struct spool_msg *msg = batch; msg != NULL; msg = msg->next)
-        fds[i++] = msg->fd;
-    if (count == 1)
-        fds[1] = fdatasync(fds[0]) == 0 ? 0 : errno;
-    else
-        sync_crew_fdatasync(spool->crew, fds, fds + count, count);
-    i = 0;
-    for (struct spool_msg *msg = batch; msg != NULL; msg = msg->next, i++) {
-        if (fds[count + i] != 0)
-            msg->error = fds[count + i];
-    }
-    free(fds);
-}
-
 static int msg_dir_fd(const struct spool *spool, const struct spool_msg *msg)
 {
     return msg->hold ? spool->hold_fd : spool->queue_fd;
 }
 
-/* Closes a synced file and renames it into queue/ or hold/, or removes it. */
-static void commit_one(struct spool *spool, struct spool_msg *msg)
+/* Moves a file from tmp/ into queue/ or hold/, before it is flushed: the
+ * batch's flushes then make the content and the name durable together.
+ * Removes the file on failure. */
+static void commit_rename(struct spool *spool, struct spool_msg *msg)
 {
-    if (close(msg->fd) < 0 && errno != EINTR && msg->error == 0)
-        msg->error = errno;
-    msg->fd = -1;
     if (msg->error == 0 &&
         rename_noreplace(spool->tmp_fd, msg->tmp_name, msg_dir_fd(spool, msg), msg->queue_id) < 0)
         msg->error = errno;
@@ -191,27 +162,60 @@ static void commit_one(struct spool *spool, struct spool_msg *msg)
     msg->renamed = true;
 }
 
-/* One fsync of queue/ (hold/ when hold) makes every rename of the batch
- * into it durable; if it fails, none of them is acknowledged and their
- * files go. */
-static void commit_sync_dir(struct spool *spool, struct spool_msg *batch, bool hold)
+/* A message that cannot be acknowledged: its file goes. */
+static void commit_undo(struct spool *spool, struct spool_msg *msg, int err)
 {
-    int dir_fd = hold ? spool->hold_fd : spool->queue_fd;
-    bool any = false;
-    int err;
+    (void)unlinkat(msg_dir_fd(spool, msg), msg->queue_id, 0);
+    msg->renamed = false;
+    msg->error = err;
+}
 
-    for (struct spool_msg *msg = batch; msg != NULL; msg = msg->next)
-        any = any || (msg->renamed && msg->hold == hold);
-    if (!any || fsync(dir_fd) == 0)
-        return;
-    err = errno;
-    for (struct spool_msg *msg = batch; msg != NULL; msg = msg->next) {
-        if (!msg->renamed || msg->hold != hold)
+/* Flushes every renamed file (fdatasync) and each directory that got one
+ * (fsync) at once, through the sync crew (started at the first batch that
+ * has more than one flush); a message is durable when its file's flush and
+ * its directory's both succeeded, else it is undone. */
+static void commit_flush(struct spool *spool, struct spool_msg *batch, size_t count)
+{
+    struct sync_item *items = calloc(count + 2, sizeof(*items));
+    size_t n = 0, dir_at[2] = { 0, 0 }; /* [hold]: index of queue/'s and hold/'s flush */
+    bool dir_used[2] = { false, false };
+
+    for (struct spool_msg *msg = batch; msg != NULL && items != NULL; msg = msg->next) {
+        if (!msg->renamed)
             continue;
-        (void)unlinkat(dir_fd, msg->queue_id, 0);
-        msg->renamed = false;
-        msg->error = err;
+        items[n++] = (struct sync_item){ .fd = msg->fd };
+        dir_used[msg->hold] = true;
     }
+    for (int hold = 0; hold < 2 && items != NULL; hold++) {
+        if (!dir_used[hold])
+            continue;
+        dir_at[hold] = n;
+        items[n++] = (struct sync_item){ .fd = hold ? spool->hold_fd : spool->queue_fd,
+                                         .full = true };
+    }
+    if (n > 1 && spool->crew == NULL)
+        spool->crew = sync_crew_new(SPOOL_SYNC_THREADS - 1); /* NULL: the caller alone */
+    if (items != NULL)
+        sync_crew_run(spool->crew, items, n);
+    n = 0;
+    for (struct spool_msg *msg = batch; msg != NULL; msg = msg->next) {
+        int err = ENOMEM;
+
+        if (!msg->renamed)
+            continue;
+        if (items != NULL && (err = items[n++].err) == 0)
+            err = items[dir_at[msg->hold]].err;
+        if (err != 0)
+            commit_undo(spool, msg, err);
+    }
+    free(items);
+}
+
+static void commit_close(struct spool *spool, struct spool_msg *msg)
+{
+    if (close(msg->fd) < 0 && errno != EINTR && msg->renamed)
+        commit_undo(spool, msg, errno);
+    msg->fd = -1;
 }
 
 static void commit_batch(void *arg)
@@ -231,11 +235,11 @@ static void commit_batch(void *arg)
         last = msg;
         count++;
     }
-    commit_sync_files(spool, batch, count);
     for (struct spool_msg *msg = batch; msg != NULL; msg = msg->next)
-        commit_one(spool, msg);
-    commit_sync_dir(spool, batch, false);
-    commit_sync_dir(spool, batch, true);
+        commit_rename(spool, msg);
+    commit_flush(spool, batch, count);
+    for (struct spool_msg *msg = batch; msg != NULL; msg = msg->next)
+        commit_close(spool, msg);
 
     pthread_mutex_lock(&spool->lock);
     if (spool->finished.tail != NULL)

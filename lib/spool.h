@@ -9,12 +9,12 @@
  *            "posternctl queue release" moves them to queue/
  *   corrupt/ files moved aside by the recovery scan or the queue manager
  *   free/    no messages: files kept for reuse (lib/spool-pool.h)
- * A message is written to tmp/, its header patched, fsync'd, renamed into
- * queue/ (or hold/), and that directory fsync'd; only then does the commit
- * callback tell the session to answer 250. Commits run on a dedicated thread
- * that takes every pending commit at once (group commit: fsync each file,
- * rename each, then one fsync of queue/ and one of hold/ cover them all), so
- * the event loop never blocks on disk.
+ * A message is written to tmp/, its header patched, renamed into queue/ (or
+ * hold/), and then the file fdatasync'd and that directory fsync'd; only
+ * then does the commit callback tell the session to answer 250. Commits run
+ * on a dedicated thread that takes every pending commit at once (group
+ * commit: rename each, then flush each file and queue/ and hold/ once, all
+ * at the same time), so the event loop never blocks on disk.
  *
  * Owned by one worker process (one struct spool per event_base). Trusts its
  * caller for queue ids (from spool_new_queue_id) and envelope contents.

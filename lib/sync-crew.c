@@ -16,8 +16,7 @@
 #include <unistd.h>
 
 struct sync_batch {
-    const int *fds;
-    int *errs;
+    struct sync_item *items;
     size_t count;
     atomic_size_t next;
 };
@@ -38,8 +37,11 @@ static void batch_run(struct sync_batch *b)
 {
     size_t i;
 
-    while ((i = atomic_fetch_add(&b->next, 1)) < b->count)
-        b->errs[i] = fdatasync(b->fds[i]) == 0 ? 0 : errno;
+    while ((i = atomic_fetch_add(&b->next, 1)) < b->count) {
+        struct sync_item *it = &b->items[i];
+
+        it->err = (it->full ? fsync(it->fd) : fdatasync(it->fd)) == 0 ? 0 : errno;
+    }
 }
 
 static void *helper_main(void *arg)
@@ -91,12 +93,12 @@ struct sync_crew *sync_crew_new(unsigned helpers)
     return crew;
 }
 
-void sync_crew_fdatasync(struct sync_crew *crew, const int *fds, int *errs, size_t count)
+void sync_crew_run(struct sync_crew *crew, struct sync_item *items, size_t count)
 {
-    struct sync_batch b = { .fds = fds, .errs = errs, .count = count };
+    struct sync_batch b = { .items = items, .count = count };
 
     atomic_init(&b.next, 0);
-    if (count > 1 && crew->nthreads > 0) {
+    if (count > 1 && crew != NULL && crew->nthreads > 0) {
         pthread_mutex_lock(&crew->lock);
         crew->batch = &b;
         crew->generation++;
@@ -104,7 +106,7 @@ void sync_crew_fdatasync(struct sync_crew *crew, const int *fds, int *errs, size
         pthread_mutex_unlock(&crew->lock);
     }
     batch_run(&b);
-    if (count > 1 && crew->nthreads > 0) {
+    if (count > 1 && crew != NULL && crew->nthreads > 0) {
         pthread_mutex_lock(&crew->lock);
         crew->batch = NULL;
         while (crew->busy > 0)
