@@ -11,7 +11,7 @@ PKGS="$PKGS libspf2-dev"
 PKGS="$PKGS libgmime-3.0-dev libarchive-dev libmagic-dev zip"
 PKGS="$PKGS libopendkim-dev libopendmarc-dev libgmime-3.0-dev publicsuffix opendkim-tools python3-dkim"
 PKGS="$PKGS spamassassin spamd spamc"
-PKGS="$PKGS libmilter-dev opendkim opendkim-tools opendmarc clamav-milter spamass-milter miltertest"
+PKGS="$PKGS libmilter-dev opendkim opendkim-tools opendmarc clamav-milter spamass-milter miltertest iproute2"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -270,11 +270,15 @@ def soa_answers(port, zone):
 class Nsd:
     """NSD serving the zone "test." from zone text, and more zones from
     zones (name -> records, e.g. {"0.0.127.in-addr.arpa": "2 IN PTR a.test."}),
-    on a free loopback port (SERVICES.md); stopped by its pid."""
+    on a free loopback port (SERVICES.md); stopped by its pid. port: another
+    port on 127.0.0.1; prefix: a command that runs nsd and the readiness
+    probe, e.g. nsenter into a private network namespace where port 53 is
+    free (test_opendmarc.py); it must exec them, so that the pid is nsd's."""
 
-    def __init__(self, records, zones=None):
+    def __init__(self, records, zones=None, port=None, prefix=()):
         self.dir = tempfile.mkdtemp(prefix="postern-nsd-")
-        self.port = free_port()
+        self.port = port or free_port()
+        self.prefix = list(prefix)
         zones = dict(zones or {})
         zones["test"] = records
         zone_conf = ""
@@ -289,8 +293,8 @@ class Nsd:
         self.proc = None
         try:
             subprocess.run(["nsd-checkconf", conf], check=True)
-            self.proc = subprocess.Popen(["nsd", "-c", conf, "-d"], stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(self.prefix + ["nsd", "-c", conf, "-d"],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         except (OSError, subprocess.CalledProcessError):
             self.cleanup()
             raise
@@ -298,13 +302,25 @@ class Nsd:
         while time.time() < deadline:
             if self.answers():
                 return
+            if self.proc.poll() is not None:
+                break
             time.sleep(0.1)
         self.cleanup()
         raise RuntimeError("nsd did not start")
 
     def answers(self):
-        """True when an SOA query for "test." gets an answer (NOERROR, ANCOUNT > 0)."""
-        return soa_answers(self.port, "test")
+        """True when an SOA query for "test." gets an answer (NOERROR, ANCOUNT > 0);
+        asked from where nsd runs (through prefix)."""
+        if not self.prefix:
+            return soa_answers(self.port, "test")
+        probe = ("import sys; sys.path.insert(0, %r); from harness import soa_answers; "
+                 "sys.exit(0 if soa_answers(%d, 'test') else 1)"
+                 % (os.path.dirname(os.path.abspath(__file__)), self.port))
+        try:
+            return subprocess.run(self.prefix + [sys.executable, "-c", probe],
+                                  timeout=5).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            return False
 
     def cleanup(self):
         if self.proc is not None and self.proc.poll() is None:

@@ -19,6 +19,7 @@ INTEGRATION_TESTS += tests/integration/test_client_name.py
 INTEGRATION_TESTS += tests/integration/test_spf.py
 INTEGRATION_TESTS += tests/integration/test_milter.py
 INTEGRATION_TESTS += tests/integration/test_milter_real.py
+INTEGRATION_TESTS += tests/integration/test_opendmarc.py
 INTEGRATION_TESTS += tests/integration/test_message_edit.py
 # The milter the milter tests drive (libmilter; see its header).
 check_PROGRAMS += tests/milter/test-milter
