@@ -3,7 +3,8 @@
  * new generation number; every thread, the caller included, claims indexes
  * with an atomic counter until none is left. The caller then withdraws the
  * batch (so a helper waking late finds nothing to join) and waits until the
- * helpers that joined have finished the indexes they claimed.
+ * helpers that joined have finished the indexes they claimed. Only as many
+ * helpers are woken as the batch has flushes beyond one.
  */
 #include "config.h"
 #include "lib/sync-crew.h"
@@ -102,7 +103,10 @@ void sync_crew_run(struct sync_crew *crew, struct sync_item *items, size_t count
         pthread_mutex_lock(&crew->lock);
         crew->batch = &b;
         crew->generation++;
-        pthread_cond_broadcast(&crew->wake);
+        /* as many helpers as there are flushes beyond the caller's own:
+         * waking all of them for two flushes costs more than the flushes */
+        for (size_t i = 1; i < count && i <= crew->nthreads; i++)
+            pthread_cond_signal(&crew->wake);
         pthread_mutex_unlock(&crew->lock);
     }
     batch_run(&b);
