@@ -19,7 +19,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,40 +26,10 @@ import tempfile
 import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-SRC = os.path.dirname(HERE)
+from bench_util import (WORKDIR_PARENT, build, free_port, fs_type, log, machine_noise,
+                        stop_proc, wait_tcp)
+
 RUN_TIMEOUT = 300.0  # seconds: the longest one run may take before it is abandoned
-WORKDIR_PARENT = os.environ.get("BENCH_TMPDIR", "/var/tmp")  # a disk, never tmpfs
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, proc=None, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                s.settimeout(2)
-                s.recv(200)
-                return
-        except OSError:
-            if proc is not None and proc.poll() is not None:
-                raise RuntimeError("server on port %d exited" % port)
-            time.sleep(0.05)
-    raise RuntimeError("nothing answers on 127.0.0.1:%d" % port)
-
-
-def fs_type(path):
-    out = subprocess.run(["stat", "-f", "-c", "%T", path], capture_output=True, text=True)
-    return out.stdout.strip()
 
 
 class Sink:
@@ -77,7 +46,7 @@ class Sink:
             stdout=subprocess.PIPE, stderr=self.errlog)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
-        wait_port(self.port, self.proc)
+        wait_tcp(self.port, self.proc)
 
     def _read(self):
         fd = self.proc.stdout.fileno()
@@ -115,17 +84,6 @@ class Sink:
         self.errlog.close()
 
 
-def stop_proc(proc, sig=signal.SIGTERM, timeout=20):
-    if proc is None or proc.poll() is not None:
-        return
-    try:
-        proc.send_signal(sig)
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 class Posternd:
     def __init__(self, binary, workdir, sink_port, workers):
         self.dir = os.path.join(workdir, "posternd")
@@ -150,7 +108,7 @@ class Posternd:
         self.logf = open(os.path.join(self.dir, "posternd.log"), "ab")
         self.proc = subprocess.Popen([binary, "-c", self.conf], stdout=self.logf,
                                      stderr=subprocess.STDOUT)
-        wait_port(self.port, self.proc)
+        wait_tcp(self.port, self.proc)
 
     def queue_len(self):
         try:
@@ -211,7 +169,7 @@ smtp_tls_security_level = none
         subprocess.run(["postfix", "-c", self.etc, "start"], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            wait_port(self.port)
+            wait_tcp(self.port)
         except RuntimeError:
             log(self.log_tail())
             raise
@@ -270,21 +228,6 @@ def smtp_source(port, size, sessions, count, reuse, deadline):
     return time.monotonic()
 
 
-def machine_noise():
-    """1-minute load average and CPU pressure (PSI some avg10, %): the machine is shared."""
-    try:
-        with open("/proc/loadavg") as f:
-            load = float(f.read().split()[0])
-    except OSError:
-        load = -1.0
-    try:
-        with open("/proc/pressure/cpu") as f:
-            psi = float(f.readline().split()[1].split("=")[1])
-    except (OSError, IndexError, ValueError):
-        psi = -1.0
-    return load, psi
-
-
 def one_run(name, port, sink, size, sessions, count, reuse, drain):
     base = sink.count
     start = time.monotonic()
@@ -296,18 +239,6 @@ def one_run(name, port, sink, size, sessions, count, reuse, drain):
                            % (name, sink.count - base, count, RUN_TIMEOUT))
     drain()
     return count / (done - start), count / (src_done - start)
-
-
-def build_posternd():
-    out = os.path.join(WORKDIR_PARENT, "postern-bench-build")
-    binary = os.path.join(out, "posternd")
-    os.makedirs(out, exist_ok=True)
-    log("building an optimized posternd in %s" % out)
-    if not os.path.exists(os.path.join(out, "Makefile")):
-        subprocess.run([os.path.join(SRC, "configure"), "-q", "CFLAGS=-O2 -g"], cwd=out,
-                       check=True)
-    subprocess.run(["make", "-j2", "posternd"], cwd=out, check=True, stdout=subprocess.DEVNULL)
-    return binary
 
 
 def parse_counts(text):
@@ -340,7 +271,7 @@ def main():
     for tool in ("smtp-source", "smtp-sink", "postfix", "postconf"):
         if shutil.which(tool) is None:
             sys.exit("missing %s (apt-get install postfix)" % tool)
-    binary = opts.posternd or build_posternd()
+    binary = opts.posternd or build(["posternd"])[0]
 
     workdir = tempfile.mkdtemp(prefix="postern-bench-", dir=WORKDIR_PARENT)
     os.chmod(workdir, 0o755)
