@@ -13,6 +13,11 @@
  * cancelled through the filter's cancel. Unknown on_error values fail closed
  * (tempfail).
  *
+ * A late run (chain_run_late) is the same machinery with each link's late
+ * callback instead of a stage's: made whether or not the session was
+ * allow-listed, merged without the stage rules (no ACCEPT remembered, no
+ * txn_action, no tarpit), its header fields into late_headers.
+ *
  * Trusts the filters' contract (filter.h) and its caller to stay on the
  * loop thread, to run one stage of a session at a time and to free every
  * session before the chain.
@@ -57,7 +62,8 @@ struct chain_session {
 
 struct chain_run {
     struct chain_session *session;
-    enum filter_stage stage;
+    enum filter_stage stage; /* FILTER_EOM for a late run */
+    bool late;               /* the late step (chain_run_late) */
     chain_done_cb *cb;
     void *ctx;
     struct event *deliver;
@@ -152,6 +158,15 @@ bool chain_has_stage(const struct chain *chain, enum filter_stage stage)
     return false;
 }
 
+bool chain_has_late(const struct chain *chain)
+{
+    for (size_t i = 0; i < chain->count; i++) {
+        if (chain->links[i].ops->late != NULL)
+            return true;
+    }
+    return false;
+}
+
 /* ---- sessions ---- */
 
 struct chain_session *chain_session_new(struct chain *chain)
@@ -179,6 +194,8 @@ void chain_session_reset(struct chain_session *s)
     assert(s->run == NULL);
     free_headers(s->result.headers, s->client_headers, s->result.header_count);
     s->result.header_count = s->client_headers;
+    free_headers(s->result.late_headers, 0, s->result.late_header_count);
+    s->result.late_header_count = 0;
     filter_edits_free(&s->result.edits);
     s->result.symbol_count = s->client_symbols;
     s->result.score = s->client_score;
@@ -197,6 +214,7 @@ void chain_session_free(struct chain_session **_s)
     *_s = NULL;
     chain_run_cancel(s->run);
     free_headers(s->result.headers, 0, s->result.header_count);
+    free_headers(s->result.late_headers, 0, s->result.late_header_count);
     filter_edits_free(&s->result.edits);
     s->chain->sessions--;
     free(s);
@@ -347,11 +365,14 @@ static void chain_merge_edits(struct chain_result *res, struct filter_call *call
 
 static void chain_merge_call(struct chain_result *res, struct filter_call *call)
 {
+    struct filter_header *to = call->late ? res->late_headers : res->headers;
+    size_t *count = call->late ? &res->late_header_count : &res->header_count;
+
     for (size_t j = 0; j < call->symbol_count && res->symbol_count < CHAIN_SYMBOLS_MAX; j++)
         res->symbols[res->symbol_count++] = call->symbols[j];
     for (size_t j = 0; j < call->header_count; j++) {
-        if (res->header_count < CHAIN_HEADERS_MAX)
-            res->headers[res->header_count++] = call->headers[j]; /* now the session's */
+        if (*count < CHAIN_HEADERS_MAX)
+            to[(*count)++] = call->headers[j]; /* now the session's */
         else
             free_headers(call->headers, j, j + 1);
     }
@@ -376,7 +397,7 @@ static void chain_merge(struct chain_run *run)
     res->action = FILTER_ACTION_NONE;
     res->action_by = NULL;
     res->reply = (struct smtp_status){.code = 0};
-    if (s->accepted) {
+    if (s->accepted && !run->late) {
         res->action = FILTER_ACTION_ACCEPT;
         res->action_by = s->accepted_by;
         return;
@@ -384,6 +405,8 @@ static void chain_merge(struct chain_run *run)
     for (size_t i = 0; i < s->chain->count; i++)
         if (run->calls[i].state == FILTER_CALL_FINISHED)
             chain_merge_call(res, &run->calls[i]);
+    if (run->late)
+        return; /* after the verdict: nothing of a stage's rules */
     if ((res->action == FILTER_ACTION_HOLD || res->action == FILTER_ACTION_QUARANTINE ||
          res->action == FILTER_ACTION_DISCARD) &&
         filter_action_stronger(res->action, res->txn_action))
@@ -427,7 +450,7 @@ static void chain_deliver(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    if (!run->delayed) {
+    if (!run->delayed && !run->late) {
         unsigned ms = 0;
         for (size_t i = 0; i < s->chain->count; i++)
             if (run->calls[i].state == FILTER_CALL_FINISHED && run->calls[i].delay_ms > ms)
@@ -445,10 +468,19 @@ static void chain_deliver(evutil_socket_t fd, short what, void *arg)
     cb(ctx, &s->result);
 }
 
+typedef int chain_step_fn(void *instance, struct filter_call *call);
+
+/* The callback of link for a run of stage (late: its late step), or NULL. */
+static chain_step_fn *chain_link_fn(const struct chain_link *link, enum filter_stage stage,
+                                    bool late)
+{
+    return late ? link->ops->late : link->ops->stage[stage];
+}
+
 /* Allocates the run, its delivery event and a timer for each call to make
  * (a call is made when it has a timer); NULL when out of memory. */
 static struct chain_run *chain_run_new(struct chain_session *s, enum filter_stage stage,
-                                       const struct filter_txn *txn)
+                                       bool late, const struct filter_txn *txn)
 {
     struct chain *chain = s->chain;
     struct chain_run *run = calloc(1, sizeof(*run) + chain->count * sizeof(run->calls[0]));
@@ -458,14 +490,19 @@ static struct chain_run *chain_run_new(struct chain_session *s, enum filter_stag
         return NULL;
     run->session = s;
     run->stage = stage;
+    run->late = late;
     run->deliver = event_new(chain->base, -1, 0, chain_deliver, run);
     ok = run->deliver != NULL;
     for (size_t i = 0; i < chain->count; i++) {
         struct filter_call *call = &run->calls[i];
 
-        *call = (struct filter_call){
-            .run = run, .index = i, .link = &chain->links[i], .txn = txn, .stage = stage};
-        if (!ok || s->accepted || chain->links[i].ops->stage[stage] == NULL)
+        *call = (struct filter_call){.run = run,
+                                     .index = i,
+                                     .link = &chain->links[i],
+                                     .txn = txn,
+                                     .stage = stage,
+                                     .late = late};
+        if (!ok || (s->accepted && !late) || chain_link_fn(&chain->links[i], stage, late) == NULL)
             continue;
         call->timer = evtimer_new(chain->base, chain_call_timeout, call);
         ok = call->timer != NULL;
@@ -488,7 +525,7 @@ static void chain_call_start(struct chain_run *run, struct filter_call *call)
     call->start_usec = chain_now_usec();
     run->session->chain->stats[call->index].calls++;
     run->outstanding++;
-    rc = link->ops->stage[call->stage](link->instance, call);
+    rc = chain_link_fn(link, call->stage, call->late)(link->instance, call);
     if (rc != 0) {
         chain_call_finish(call, rc == 1 ? 1 : -1);
         return;
@@ -498,14 +535,15 @@ static void chain_call_start(struct chain_run *run, struct filter_call *call)
     evtimer_add(call->timer, &tv);
 }
 
-struct chain_run *chain_run(struct chain_session *s, enum filter_stage stage,
-                            const struct filter_txn *txn, chain_done_cb *cb, void *ctx)
+static struct chain_run *chain_run_start(struct chain_session *s, enum filter_stage stage,
+                                         bool late, const struct filter_txn *txn,
+                                         chain_done_cb *cb, void *ctx)
 {
     struct chain_run *run;
 
     assert(s->run == NULL); /* one stage at a time */
     assert(stage < FILTER_STAGES && cb != NULL);
-    run = chain_run_new(s, stage, txn);
+    run = chain_run_new(s, stage, late, txn);
     if (run == NULL)
         return NULL;
     run->cb = cb;
@@ -519,6 +557,18 @@ struct chain_run *chain_run(struct chain_session *s, enum filter_stage stage,
     if (--run->outstanding == 0)
         event_active(run->deliver, EV_TIMEOUT, 1);
     return run;
+}
+
+struct chain_run *chain_run(struct chain_session *s, enum filter_stage stage,
+                            const struct filter_txn *txn, chain_done_cb *cb, void *ctx)
+{
+    return chain_run_start(s, stage, false, txn, cb, ctx);
+}
+
+struct chain_run *chain_run_late(struct chain_session *s, const struct filter_txn *txn,
+                                 chain_done_cb *cb, void *ctx)
+{
+    return chain_run_start(s, FILTER_EOM, true, txn, cb, ctx);
 }
 
 void chain_run_cancel(struct chain_run *run)

@@ -12,6 +12,13 @@
  * symbol or asked for an action, errors, timeouts, total time) are kept for
  * the metrics endpoint.
  *
+ * The late step (filter.h, filter_ops.late) is a run of its own
+ * (chain_run_late), made by the program once the message is final: the
+ * links that have one are called at once, as for a stage, even after an
+ * ACCEPT; their symbols join the transaction's, their header fields go to
+ * late_headers (for the top of the message) and the run's action is what
+ * the caller checks for a refusal.
+ *
  * Owned by one worker and its event_base. Trusts the filters' contract
  * (filter.h); never calls back inside chain_run.
  */
@@ -54,6 +61,10 @@ struct chain_result {
      * order per stage; kept like the symbols (the client's stay) */
     struct filter_header headers[CHAIN_HEADERS_MAX];
     size_t header_count;
+    /* header fields of the late step (chain_run_late) for the top of the
+     * message, in link order (the first goes topmost); freed by reset */
+    struct filter_header late_headers[CHAIN_HEADERS_MAX];
+    size_t late_header_count;
     /* message edits (filter.h, FILTER_EOM only) of the transaction, every
      * finished call's in link order, each call's in the order it asked
      * (filters/edit.h); NULL = none. A failed call's are dropped with its
@@ -96,6 +107,17 @@ typedef void chain_done_cb(void *ctx, const struct chain_result *result);
  * when out of memory (cb is not called). txn must stay valid until cb. */
 struct chain_run *chain_run(struct chain_session *s, enum filter_stage stage,
                             const struct filter_txn *txn, chain_done_cb *cb, void *ctx);
+/* Runs the late step (filter_ops.late) of every link that has one, as
+ * chain_run runs a stage (same callback rules, timeouts, on_error, cancel
+ * with chain_run_cancel), also when the session was allow-listed; txn is
+ * the final message (filter.h). In the result: the late calls' symbols
+ * appended (and their score added), their fields in late_headers, and
+ * action / reply / action_by the strongest a late call asked for or its
+ * on_error gave (the caller refuses the message on TEMPFAIL, REJECT or
+ * DISCONNECT and ignores anything else); txn_action and an ACCEPT are not
+ * touched. No tarpit delay applies. */
+struct chain_run *chain_run_late(struct chain_session *s, const struct filter_txn *txn,
+                                 chain_done_cb *cb, void *ctx);
 void chain_run_cancel(struct chain_run *run);
 
 size_t chain_stats(const struct chain *chain, struct chain_filter_stats *out, size_t max);
@@ -103,5 +125,7 @@ size_t chain_stats(const struct chain *chain, struct chain_filter_stats *out, si
 /* True when some filter of the chain looks at stage (so its input is worth
  * preparing, e.g. the content for FILTER_EOM). */
 bool chain_has_stage(const struct chain *chain, enum filter_stage stage);
+/* True when some filter of the chain has a late step. */
+bool chain_has_late(const struct chain *chain);
 
 #endif

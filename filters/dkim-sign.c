@@ -1,7 +1,8 @@
 /*
- * dkim-sign — see dkim-sign.h. A job goes: read the header section on a
- * pool thread → pick the key on the loop (GMime for the From: mailbox) →
- * sign on a pool thread (dkim_sign, every named field, dkim_eoh, the body,
+ * dkim-sign — see dkim-sign.h. A job goes: read the content's header
+ * section and split the added fields on a pool thread → pick the key on
+ * the loop (GMime for the From: mailbox) → sign on a pool thread
+ * (dkim_sign, every named field, the added ones first, dkim_eoh, the body,
  * dkim_eom, dkim_getsighdr_d) → the callback on the loop.
  */
 #include "config.h"
@@ -46,7 +47,9 @@ struct dkim_sign_job {
     int status; /* of the last job: -1 = why */
     const char *why;
     char why_buf[128];
-    struct dkim_message msg;
+    struct dkim_message msg;   /* the content's header section */
+    char *added_text;          /* txn->added_headers, or NULL */
+    struct dkim_message added; /* its fields: above the content's */
     const struct dkim_sign_key *key;
     char *value;
 };
@@ -206,6 +209,8 @@ const struct dkim_sign_key *dkim_signer_pick(const struct dkim_signer *s, const 
 static void job_free(struct dkim_sign_job *j)
 {
     dkim_message_free(&j->msg);
+    dkim_message_free(&j->added);
+    free(j->added_text);
     free(j->value);
     if (j->fd >= 0)
         close(j->fd);
@@ -230,8 +235,27 @@ static void job_read(void *arg)
 {
     struct dkim_sign_job *j = arg;
 
-    if (dkim_message_read(j->fd, j->off, j->len, j->s->max_header, &j->msg, &j->why) < 0)
+    size_t added = j->added_text != NULL ? strlen(j->added_text) : 0;
+
+    /* the added fields are the program's own, bounded where they were made
+     * (gateway: the spool's add_headers limit): max_header_size is for the
+     * client's header section */
+    if (dkim_message_read(j->fd, j->off, j->len, j->s->max_header, &j->msg, &j->why) < 0 ||
+        (added > 0 && dkim_message_parse(j->added_text, added, added, &j->added, &j->why) < 0))
         j->status = -1;
+}
+
+/* Feeds the fields of m that have a name. */
+static DKIM_STAT feed_fields(DKIM *dkim, const struct dkim_message *m)
+{
+    DKIM_STAT st = DKIM_STAT_OK;
+
+    for (size_t i = 0; i < m->count && st == DKIM_STAT_OK; i++) {
+        const struct dkim_field *f = &m->fields[i];
+        if (f->name_len > 0)
+            st = dkim_header(dkim, (unsigned char *)f->text, f->len);
+    }
+    return st;
 }
 
 static int feed_body(struct dkim_sign_job *j, DKIM *dkim)
@@ -259,15 +283,14 @@ static int feed_body(struct dkim_sign_job *j, DKIM *dkim)
 /* Signs; sets j->value or j->status -1 and j->why. */
 static void sign(struct dkim_sign_job *j, DKIM *dkim)
 {
-    DKIM_STAT st = DKIM_STAT_OK;
+    DKIM_STAT st;
     unsigned char *hdr = NULL;
     size_t len = 0;
 
-    for (size_t i = 0; i < j->msg.count && st == DKIM_STAT_OK; i++) {
-        const struct dkim_field *f = &j->msg.fields[i];
-        if (f->name_len > 0)
-            st = dkim_header(dkim, (unsigned char *)f->text, f->len);
-    }
+    /* the header section as relayed: the added fields above the content's */
+    st = feed_fields(dkim, &j->added);
+    if (st == DKIM_STAT_OK)
+        st = feed_fields(dkim, &j->msg);
     if (st == DKIM_STAT_OK)
         st = dkim_eoh(dkim);
     if (st == DKIM_STAT_OK && feed_body(j, dkim) < 0)
@@ -368,7 +391,13 @@ struct dkim_sign_job *dkim_sign_start(struct dkim_signer *s, const struct filter
     j->ctx = ctx;
     snprintf(j->id, sizeof(j->id), "%s", txn->queue_id != NULL ? txn->queue_id : "-");
     sender_domain(txn->sender, j->sender_domain);
+    if (txn->added_headers != NULL && txn->added_headers[0] != '\0' &&
+        (j->added_text = strdup(txn->added_headers)) == NULL) {
+        free(j);
+        return NULL;
+    }
     if ((j->fd = dup(txn->content_fd)) < 0) {
+        free(j->added_text);
         free(j);
         return NULL;
     }

@@ -1,9 +1,10 @@
 /*
  * dkim-sign — DKIM signing of outbound mail with libopendkim (RFC 6376):
  * picks a key of the key table by the author's or the envelope sender's
- * domain, signs the spooled content (relaxed/relaxed, rsa-sha256 or
- * ed25519-sha256 as the key is) on a workpool thread and hands back the
- * DKIM-Signature field value, folded with CR LF TAB as filter.h wants it.
+ * domain, signs the message as it will be relayed (relaxed/relaxed,
+ * rsa-sha256 or ed25519-sha256 as the key is) on a workpool thread and
+ * hands back the DKIM-Signature field value, folded with CR LF TAB as
+ * filter.h wants it.
  *
  * A key matches an address's domain when its domain is that domain or a
  * parent of it ("example.org" signs for "mail.example.org": d= stays the
@@ -12,11 +13,13 @@
  * author's domain comes from the one From: mailbox (dkim-message.h); a
  * message without exactly one has none.
  *
- * What is signed is the content as spooled: header fields added by other
- * filters (filter_call_add_header) go in front of it at delivery and are
- * not covered, which is why none of them may be in sign_headers; edits of
- * the content asked by other filters (filter.h's message edits) are applied
- * after the chain and would break the signature.
+ * What is signed is the final message of the late step (filter.h): the
+ * header section as it will be relayed, that is the fields of
+ * txn->added_headers (the filters' and the policy's, written above the
+ * content at delivery) followed by the content's own, then the content's
+ * body. The key is picked by the content's From: (the author's fields are
+ * never among the added ones) and the final envelope sender. The
+ * DKIM-Signature field itself goes above all of them.
  *
  * Owned by one event loop; the pool is the caller's. Keys were read and
  * checked when the config was loaded (dkim-config.c).
@@ -72,8 +75,9 @@ struct dkim_sign_job;
 typedef void dkim_sign_cb(void *ctx, int status, const struct dkim_sign_key *key, const char *value,
                           const char *why);
 
-/* Signs the content of txn (FILTER_EOM). The callback runs on the loop,
- * never inside this call. NULL when out of resources. */
+/* Signs the message of txn (the late step's: txn->added_headers, then the
+ * content). The callback runs on the loop, never inside this call. NULL
+ * when out of resources. */
 struct dkim_sign_job *dkim_sign_start(struct dkim_signer *s, const struct filter_txn *txn,
                                       dkim_sign_cb *cb, void *ctx);
 /* No callback runs after this. NULL-safe. */

@@ -1,8 +1,8 @@
 /*
- * dkim — see dkim.h. The EOM call is pending while its check (inbound) or
- * its signing job (outbound) runs; the call's state holds either, and
- * cancelling the call cancels it. The module (config table, key files) is
- * in dkim-config.c.
+ * dkim — see dkim.h. The EOM call (inbound) is pending while its check
+ * runs, the late call (outbound) while its signing job runs; the call's
+ * state holds either, and cancelling the call cancels it. The module
+ * (config table, key files) is in dkim-config.c.
  */
 #include "config.h"
 #include "filters/dkim.h"
@@ -198,22 +198,20 @@ static void on_signed(void *ctx, int status, const struct dkim_sign_key *key, co
     filter_call_done(call, result);
 }
 
-/* ---- the stage ---- */
+/* ---- the stage and the late step ---- */
 
-static int dkim_filter_eom(void *instance, struct filter_call *call)
+/* Starts the check (at the end of message) or the signature (in the late
+ * step, on the final message) of txn. */
+static int dkim_filter_start(struct dkim_filter *f, struct filter_call *call, bool sign)
 {
-    struct dkim_filter *f = instance;
     const struct filter_txn *txn = filter_call_txn(call);
-    bool outbound = txn->direction == FILTER_OUTBOUND;
     struct dkim_call *dc;
 
-    if (txn->content_fd < 0 || (outbound ? f->signer == NULL : f->verifier == NULL))
-        return 1;
     if ((dc = calloc(1, sizeof(*dc))) == NULL)
         return -1;
     dc->f = f;
     dc->call = call;
-    if (outbound)
+    if (sign)
         dc->job = dkim_sign_start(f->signer, txn, on_signed, dc);
     else
         dc->check = dkim_check_start(f->verifier, txn, NULL, on_checked, dc);
@@ -223,6 +221,28 @@ static int dkim_filter_eom(void *instance, struct filter_call *call)
     }
     filter_call_set_data(call, dc);
     return 0;
+}
+
+/* Inbound mail is verified as it came. */
+static int dkim_filter_eom(void *instance, struct filter_call *call)
+{
+    struct dkim_filter *f = instance;
+    const struct filter_txn *txn = filter_call_txn(call);
+
+    if (txn->content_fd < 0 || txn->direction == FILTER_OUTBOUND || f->verifier == NULL)
+        return 1;
+    return dkim_filter_start(f, call, false);
+}
+
+/* Outbound mail is signed as it leaves: every other change is made. */
+static int dkim_filter_late(void *instance, struct filter_call *call)
+{
+    struct dkim_filter *f = instance;
+    const struct filter_txn *txn = filter_call_txn(call);
+
+    if (txn->content_fd < 0 || txn->direction != FILTER_OUTBOUND || f->signer == NULL)
+        return 1;
+    return dkim_filter_start(f, call, true);
 }
 
 static void dkim_filter_cancel(void *instance, struct filter_call *call)
@@ -241,4 +261,5 @@ const struct filter_ops dkim_filter_ops = {
     .name = "dkim",
     .stage = {[FILTER_EOM] = dkim_filter_eom},
     .cancel = dkim_filter_cancel,
+    .late = dkim_filter_late,
 };

@@ -1,6 +1,7 @@
 /*
- * dkim — the DKIM filter (RFC 6376) at the end of the message: verifies
- * every signature of inbound mail and signs outbound mail.
+ * dkim — the DKIM filter (RFC 6376): at the end of the message it verifies
+ * every signature of inbound mail; in the late step (filter.h) it signs
+ * outbound mail.
  *
  * Inbound (verify = yes): one symbol per signature verified (the first
  * max_signatures), its text "d=<domain> s=<selector>" and, when it is not
@@ -20,11 +21,14 @@
  *
  * Outbound (a key table, keys): signs with the key of the author's or the
  * envelope sender's domain (sign_by; dkim-sign.h), adds the DKIM-Signature
- * field and the symbol DKIM_SIGNED(0) "d=<domain> s=<selector>". Mail with
- * no matching key goes unsigned, without a symbol. The DKIM-Signature
- * covers the spooled content; fields that other filters add are put in
- * front of it at delivery and are not signed, so put dkim last in a
- * listener's filters and keep sign_headers to the author's fields.
+ * field on top of the message and the symbol DKIM_SIGNED(0) "d=<domain>
+ * s=<selector>". Mail with no matching key goes unsigned, without a
+ * symbol. Signing is the filter's late step: it runs after the verdict and
+ * after every other change to the message (other filters' message edits,
+ * the header fields the filters and the policy add), on the message as it
+ * will be relayed, so the signature covers all of them wherever dkim is in
+ * the chain; a field another filter adds is signed when sign_headers
+ * names it. Outbound mail is not verified, inbound mail not signed.
  *
  * A failure to read the message, or a signing error, is an error of the
  * filter (on_error, "skip" by default). All DNS goes through the worker's

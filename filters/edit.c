@@ -485,11 +485,11 @@ bool filter_edits_touch_envelope(const struct filter_edits *e)
 /* ---- the filter's calls (filter.h) ---- */
 
 /* The call's list, made at its first edit; NULL when the call may not edit
- * (not at end of message) or out of memory. */
+ * (not at end of message, or in the late step) or out of memory. */
 static struct filter_edits *call_edits(struct filter_call *call)
 {
     assert(filter_call_live(call));
-    if (call->stage != FILTER_EOM)
+    if (call->stage != FILTER_EOM || call->late)
         return NULL;
     if (call->edits == NULL)
         call->edits = filter_edits_new(chain_call_edit_limits(call));

@@ -33,6 +33,7 @@ struct filter_call {
     const struct chain_link *link;
     const struct filter_txn *txn;
     enum filter_stage stage;
+    bool late; /* the late step (filter_ops.late); stage is then FILTER_EOM */
     enum filter_call_state state;
     void *data;
     struct event *timer; /* armed while pending */

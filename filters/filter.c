@@ -54,6 +54,11 @@ enum filter_stage filter_call_stage(const struct filter_call *call)
     return call->stage;
 }
 
+bool filter_call_is_late(const struct filter_call *call)
+{
+    return call->late;
+}
+
 /* Room for one more symbol, or NULL (over the limit, or out of memory). */
 static struct filter_symbol *filter_call_symbol_slot(struct filter_call *call)
 {

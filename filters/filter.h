@@ -14,6 +14,11 @@
  * filter's cancel(instance, call), after which the filter must not touch the
  * call again. Filters know nothing of sockets: they see struct filter_txn.
  *
+ * Besides the stages, a filter may have a late step (filter_ops.late, same
+ * contract, same timeout and on_error): it runs once per accepted message,
+ * after every other change to it, on the message as it will be relayed
+ * (for signing it; see struct filter_ops).
+ *
  * Trusts filters to keep this contract; everything in filter_txn that came
  * from the network is untrusted and already bounded by the SMTP layer.
  */
@@ -86,8 +91,14 @@ struct filter_txn {
     const char *rcpt;           /* the recipient being checked (RCPT stage) */
     const char *const *rcpts;   /* accepted so far (DATA, EOM) */
     size_t rcpt_count;
-    int content_fd;             /* EOM: the message, read with pread; -1 otherwise */
+    int content_fd;             /* EOM, late: the message, read with pread; -1 otherwise */
     uint64_t content_off, content_len;
+    /* The late step only (NULL otherwise): the header fields delivery
+     * writes above the content, in order, as text: whole fields "Name:
+     * value", each ending in CR LF, folded with CR LF and a space or tab;
+     * NULL or "" when there are none. The message relayed is this text
+     * followed by the content. */
+    const char *added_headers;
     /* what earlier stages found (the client's and this transaction's) */
     const struct filter_symbol *symbols;
     size_t symbol_count;
@@ -111,11 +122,36 @@ struct filter_ops {
     /* NULL for stages the filter does not look at */
     int (*stage[FILTER_STAGES])(void *instance, struct filter_call *call);
     void (*cancel)(void *instance, struct filter_call *call);
+    /* The late step (NULL: none), for what must see the message exactly as
+     * it leaves (a DKIM signature). The program that runs the chain calls
+     * it once per message, after the end-of-message verdict accepted it
+     * (continue, accept, hold, quarantine) and after every other change:
+     * the message edits applied, the header fields of every stage and of
+     * the policy added; and before the commit. It runs even when an
+     * earlier stage allow-listed the session (ACCEPT), since it checks
+     * nothing. The txn is the final one: content_fd holds the final
+     * content, added_headers the fields written above it, sender and
+     * rcpts the final envelope. The contract is a stage's (1, 0 + done,
+     * -1; cancel; the link's timeout and on_error), and in it:
+     *   filter_call_add_header puts the field on top of the message, above
+     *       every other (the late fields of all links go in link order,
+     *       the first topmost);
+     *   filter_call_symbol is kept with the transaction's (for the log:
+     *       the verdict was taken before);
+     *   filter_call_action can only refuse the message: TEMPFAIL, REJECT
+     *       and DISCONNECT (and the same from on_error) refuse it with the
+     *       reply, anything else is ignored;
+     *   message edits and filter_call_delay are refused / ignored.
+     * The late steps of all links run at once on the same message: a late
+     * field is not seen by the other links' late steps. */
+    int (*late)(void *instance, struct filter_call *call);
 };
 
 /* For the filter, inside a stage callback or before filter_call_done: */
 const struct filter_txn *filter_call_txn(const struct filter_call *call);
+/* The stage; FILTER_EOM in the late step, where filter_call_is_late is true. */
 enum filter_stage filter_call_stage(const struct filter_call *call);
+bool filter_call_is_late(const struct filter_call *call);
 /* Adds a symbol; text may be NULL. Over the chain's symbol limit it is dropped. */
 void filter_call_symbol(struct filter_call *call, const char *name, double score,
                         const char *text);
@@ -131,7 +167,8 @@ void filter_call_action(struct filter_call *call, enum filter_action action, uns
 void filter_call_delay(struct filter_call *call, unsigned ms);
 
 /* Asks for a header field on the message when it is accepted (written
- * before the content at delivery: Received-SPF, Authentication-Results).
+ * before the content at delivery: Received-SPF, Authentication-Results;
+ * in the late step, on top of every other field).
  * name: 1..FILTER_HEADER_NAME_MAX printable characters without ':'; value:
  * printable ASCII, at most FILTER_HEADER_VALUE_MAX octets, may be folded
  * ("\r\n\t"). Returns 0, or -1 (bad field, out of memory, over the
@@ -139,8 +176,8 @@ void filter_call_delay(struct filter_call *call, unsigned ms);
 int filter_call_add_header(struct filter_call *call, const char *name, const char *value);
 
 /*
- * Message edits (FILTER_EOM only; the milter client and the content filters
- * use them). They are applied by the gateway, after the whole chain, in
+ * Message edits (FILTER_EOM only, not in the late step; the milter client
+ * and the content filters use them). They are applied by the gateway, after the whole chain, in
  * link order and in the order each filter asked, only when the message is
  * accepted; the spooled content is rewritten (headers and body) and the
  * envelope changed before the commit. Header names and values follow the

@@ -150,8 +150,9 @@ static bool is_received(const struct hfield *f)
     return f->name_len == 8 && strncasecmp(f->name, "Received", 8) == 0;
 }
 
-/* Reads the content's header section, 64 KiB more at a time. */
-static int header_load(struct hblock *h, int fd, uint64_t off, uint64_t len)
+/* Reads the content's header section, 64 KiB more at a time; a first
+ * Received: is Postern's own (fixed) when keep_received. */
+static int header_load(struct hblock *h, int fd, uint64_t off, uint64_t len, bool keep_received)
 {
     for (;;) {
         uint64_t target = len < MESSAGE_EDIT_HEADER_MAX ? len : MESSAGE_EDIT_HEADER_MAX;
@@ -180,7 +181,7 @@ static int header_load(struct hblock *h, int fd, uint64_t off, uint64_t len)
             return -1;
         }
     }
-    if (h->n > 0 && is_received(&h->f[0]))
+    if (keep_received && h->n > 0 && is_received(&h->f[0]))
         h->f[0].fixed = true;
     return 0;
 }
@@ -254,19 +255,45 @@ static int header_edit(struct hblock *h, const struct filter_edit *ed,
 
 /* ---- writing ---- */
 
-static int put(struct spool_msg *dst, const char *p, size_t len)
+/* Where the new content goes: a spool file (msg) or a descriptor (fd). */
+struct edit_out {
+    struct spool_msg *msg;
+    int fd;
+    uint64_t written;
+};
+
+static int put(struct edit_out *dst, const char *p, size_t len)
 {
-    return spool_msg_write(dst, p, len);
+    if (dst->msg != NULL) {
+        if (spool_msg_write(dst->msg, p, len) < 0)
+            return -1;
+        dst->written += len;
+        return 0;
+    }
+    for (size_t done = 0; done < len;) {
+        ssize_t n = write(dst->fd, p + done, len - done);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n == 0)
+                errno = EIO;
+            return -1;
+        }
+        done += (size_t)n;
+    }
+    dst->written += len;
+    return 0;
 }
 
-static int put_str(struct spool_msg *dst, const char *s)
+static int put_str(struct edit_out *dst, const char *s)
 {
     return put(dst, s, strlen(s));
 }
 
 /* An original field as it was, but always ending in CR LF; a field an edit
  * wrote as "Name: value" CR LF. */
-static int put_field(struct spool_msg *dst, const struct hfield *f)
+static int put_field(struct edit_out *dst, const struct hfield *f)
 {
     const char *v;
     size_t len;
@@ -288,7 +315,7 @@ static int put_field(struct spool_msg *dst, const struct hfield *f)
 }
 
 /* The old body, [from, len) of the content, as it was. */
-static int copy_rest(struct spool_msg *dst, int fd, uint64_t off, uint64_t from, uint64_t len)
+static int copy_rest(struct edit_out *dst, int fd, uint64_t off, uint64_t from, uint64_t len)
 {
     char *buf;
     int ret = 0;
@@ -335,7 +362,7 @@ static size_t crlf_chunk(const char *in, size_t n, char *out, bool *cr)
 }
 
 /* The filters' body, every line ending in CR LF, the last one too. */
-static int put_body(struct spool_msg *dst, const struct filter_edits *e)
+static int put_body(struct edit_out *dst, const struct filter_edits *e)
 {
     uint64_t off = 0, len = filter_edits_body_len(e);
     char *in = malloc(CHUNK), *out = malloc(2 * CHUNK + 2);
@@ -367,14 +394,14 @@ static int put_body(struct spool_msg *dst, const struct filter_edits *e)
     return ret;
 }
 
-int message_edit_rewrite(const struct filter_edits *e, int in_fd, uint64_t off, uint64_t len,
-                         struct spool_msg *dst, struct message_edit_report *rep)
+static int rewrite(const struct filter_edits *e, int in_fd, uint64_t off, uint64_t len,
+                   bool keep_received, struct edit_out *dst, struct message_edit_report *rep)
 {
     struct hblock h = {0};
     int ret = -1;
 
     *rep = (struct message_edit_report){.old_size = len};
-    if (header_load(&h, in_fd, off, len) < 0)
+    if (header_load(&h, in_fd, off, len, keep_received) < 0)
         goto out;
     for (size_t i = 0; i < filter_edits_count(e); i++) {
         if (header_edit(&h, filter_edits_at(e, i), rep) < 0)
@@ -392,11 +419,27 @@ int message_edit_rewrite(const struct filter_edits *e, int in_fd, uint64_t off, 
                copy_rest(dst, in_fd, off, h.rest_off, len) < 0) {
         goto out;
     }
-    rep->new_size = spool_msg_size(dst);
+    rep->new_size = dst->written;
     ret = 0;
 out:
     header_free(&h);
     return ret;
+}
+
+int message_edit_rewrite(const struct filter_edits *e, int in_fd, uint64_t off, uint64_t len,
+                         struct spool_msg *dst, struct message_edit_report *rep)
+{
+    struct edit_out out = {.msg = dst, .fd = -1, .written = spool_msg_size(dst)};
+
+    return rewrite(e, in_fd, off, len, true, &out, rep);
+}
+
+int message_edit_rewrite_fd(const struct filter_edits *e, int in_fd, uint64_t off, uint64_t len,
+                            int out_fd, struct message_edit_report *rep)
+{
+    struct edit_out out = {.fd = out_fd};
+
+    return rewrite(e, in_fd, off, len, false, &out, rep);
 }
 
 int message_edit_content(struct spool_msg *msg, const struct filter_edits *e,

@@ -8,7 +8,10 @@
  * Called by smtp-filters.c at the end of message when the verdict accepts
  * the message (continue, accept, hold). The rewrite reads the whole content
  * and writes it again, so it runs on a worker thread (message_edit_start);
- * message_edit_content does the same synchronously (tests).
+ * message_edit_content does the same synchronously (tests). postern-milter
+ * rewrites its collected copy of a message into a file of its own
+ * (message_edit_rewrite_fd, on a libmilter thread) to have the message the
+ * MTA will relay before it signs it.
  *
  * The header section is parsed with folding: a field is its first line
  * (a name of printable characters without ':', optional blanks, ':') and
@@ -57,6 +60,14 @@ struct message_edit_report {
  * shorter than len, ENOMEM, or dst's write error. */
 int message_edit_rewrite(const struct filter_edits *e, int in_fd, uint64_t off, uint64_t len,
                          struct spool_msg *dst, struct message_edit_report *rep);
+
+/* The same into the descriptor out_fd (written from its offset), for a
+ * content that has no Postern Received: first: a first Received: field is
+ * like any other (changed, deleted, inserted before), as an MTA that hides
+ * its own from milters treats the fields it shows. Returns 0, or -1 with
+ * errno (E2BIG, EIO, ENOMEM, the write's error). */
+int message_edit_rewrite_fd(const struct filter_edits *e, int in_fd, uint64_t off, uint64_t len,
+                            int out_fd, struct message_edit_report *rep);
 
 /* The same on msg itself, on the caller's thread: msg's content is replaced
  * (spool_msg_rewrite_begin/finish). Returns 0, or -1 with errno and msg

@@ -5,7 +5,8 @@
  * the verdict is HOLD, and then the queue manager is not told), and only
  * then the 250 (DESIGN.md "Durability"). One summary log line per message.
  * Header fields the hooks add go into the envelope (add_headers), since the
- * content is on disk already; the relay writes them before the content.
+ * content is on disk already; the relay writes them before the content
+ * (the late step's, a DKIM-Signature, on top of the others).
  *
  * SECURITY: the content is untrusted and unbounded on the wire; the reader
  * bounds it (size, line length, bare CR/LF) and the spool takes it in
@@ -223,34 +224,49 @@ static void envelope_from_txn(struct smtp_session *s, struct spool_envelope *env
     env->add_headers = t->add_headers;
 }
 
-int smtp_txn_add_header(struct smtp_txn *t, const char *name, const char *value,
-                        const char **error_r)
+/* The field goes after the others, or (top) before them. */
+static int txn_add_header(struct smtp_txn *t, const char *name, const char *value, bool top,
+                          const char **error_r)
 {
     size_t old = t->add_headers != NULL ? strlen(t->add_headers) : 0;
-    size_t nlen = strlen(name), vlen = strlen(value);
-    char *text;
+    size_t nlen = strlen(name), vlen = strlen(value), flen = nlen + vlen + 4;
+    char *text, *field;
 
     if (nlen + vlen > SPOOL_ADD_HEADERS_MAX) {
         *error_r = "header lines over 16 KiB";
         return -1;
     }
-    text = malloc(old + nlen + vlen + 5);
+    text = malloc(old + flen + 1);
     if (text == NULL) {
         *error_r = "out of memory";
         return -1;
     }
-    memcpy(text, t->add_headers != NULL ? t->add_headers : "", old);
-    memcpy(text + old, name, nlen);
-    memcpy(text + old + nlen, ": ", 2);
-    memcpy(text + old + nlen + 2, value, vlen);
-    memcpy(text + old + nlen + 2 + vlen, "\r\n", 3);
-    if (spool_add_headers_check(text, old + nlen + vlen + 4, error_r) < 0) {
+    field = top ? text : text + old;
+    memcpy(top ? text + flen : text, t->add_headers != NULL ? t->add_headers : "", old);
+    memcpy(field, name, nlen);
+    memcpy(field + nlen, ": ", 2);
+    memcpy(field + nlen + 2, value, vlen);
+    memcpy(field + nlen + 2 + vlen, "\r\n", 2);
+    text[old + flen] = '\0';
+    if (spool_add_headers_check(text, old + flen, error_r) < 0) {
         free(text);
         return -1;
     }
     free(t->add_headers);
     t->add_headers = text;
     return 0;
+}
+
+int smtp_txn_add_header(struct smtp_txn *t, const char *name, const char *value,
+                        const char **error_r)
+{
+    return txn_add_header(t, name, value, false, error_r);
+}
+
+int smtp_txn_add_header_top(struct smtp_txn *t, const char *name, const char *value,
+                            const char **error_r)
+{
+    return txn_add_header(t, name, value, true, error_r);
 }
 
 static void log_summary(struct smtp_session *s, const char *action)

@@ -3,9 +3,13 @@
  * filter_sess, in session->hook_state) holds the chain session, the run in
  * flight and the filter_txn with the text it points to, which must stay
  * valid until the chain calls back. When the end-of-message verdict
- * accepts the message, the filters' message edits are applied
- * (message-edit.h): the envelope at once, the content on the worker's
- * edit thread, and the stage ends when the rewrite has.
+ * accepts the message, its header fields (the filters', the policy's) are
+ * added, the filters' message edits are applied (message-edit.h): the
+ * envelope at once, the content on the worker's edit thread; then, on the
+ * final message, the filters' late step runs (chain_run_late: DKIM
+ * signing), whose fields go on top of the others; the stage ends when the
+ * last of these has. A late step that refuses (its on_error tempfail or
+ * reject) refuses the message.
  */
 #include "config.h"
 #include "gateway/smtp-filters.h"
@@ -58,7 +62,7 @@ struct filter_sess {
     char **rcpts; /* text of the accepted recipients, for DATA and EOM */
     size_t rcpt_count;
     struct message_edit_job *edit_job; /* the content rewrite in flight */
-    struct smtp_hook_result edit_result; /* the verdict it waits to give */
+    struct smtp_hook_result held; /* the verdict the rewrite or late step waits to give */
 };
 
 enum smtp_verdict smtp_filters_verdict(enum filter_action action)
@@ -180,11 +184,91 @@ static void edit_failed(struct filter_sess *fs, struct smtp_hook_result *r, int 
     }
 }
 
+/* ---- the late step ---- */
+
+static bool accepting(enum smtp_verdict v)
+{
+    return v == SMTP_VERDICT_CONTINUE || v == SMTP_VERDICT_ACCEPT || v == SMTP_VERDICT_HOLD;
+}
+
+/* The late step's fields go on top of the message, the first topmost; one
+ * that does not fit is logged and left out (as add_header's). */
+static void add_late_headers(struct smtp_txn *t, const struct chain_result *res)
+{
+    const char *error;
+
+    for (size_t i = res->late_header_count; i-- > 0;)
+        if (smtp_txn_add_header_top(t, res->late_headers[i].name, res->late_headers[i].value,
+                                    &error) < 0)
+            log_warning("%s: cannot add %s: %s", t->queue_id, res->late_headers[i].name, error);
+}
+
+static void on_late_done(void *ctx, const struct chain_result *res)
+{
+    struct filter_sess *fs = ctx;
+    struct smtp_hook_result r = fs->held;
+
+    fs->run = NULL;
+    if (res->action == FILTER_ACTION_TEMPFAIL || res->action == FILTER_ACTION_REJECT ||
+        res->action == FILTER_ACTION_DISCONNECT) {
+        log_info("%s: %s by %s in the late step", fs->s->txn->queue_id,
+                 filter_action_name(res->action), res->action_by != NULL ? res->action_by : "-");
+        r.verdict = smtp_filters_verdict(res->action);
+        r.reply = res->reply;
+    } else {
+        add_late_headers(fs->s->txn, res);
+    }
+    fs->done(fs->s, &r);
+}
+
+/* The late step sees the final envelope (after the filters' edits). */
+static int refresh_envelope(struct filter_sess *fs, const struct smtp_txn *t)
+{
+    addr_format(&t->sender, fs->sender, sizeof(fs->sender));
+    fs->txn.sender = fs->sender;
+    fs->txn.rcpts = NULL;
+    fs->txn.rcpt_count = 0;
+    if (fill_rcpts(fs, t) < 0)
+        return -1;
+    fs->txn.rcpts = (const char *const *)fs->rcpts;
+    fs->txn.rcpt_count = fs->rcpt_count;
+    return 0;
+}
+
+/* Runs the filters' late step on the final message: the content as
+ * rewritten, the fields added so far above it. Returns 1 when r is final
+ * now (no late step; or it cannot run, and r refuses), 0 when
+ * on_late_done will end the stage. */
+static int start_late(struct filter_sess *fs, struct smtp_hook_result *r)
+{
+    struct smtp_txn *t = fs->s->txn;
+    struct filter_txn *x = &fs->txn;
+
+    if (t->msg == NULL || !chain_has_late(listener_chain(fs->f, fs->s)))
+        return 1;
+    x->rcpt = NULL;
+    x->added_headers = t->add_headers;
+    fs->held = *r;
+    errno = 0;
+    if (refresh_envelope(fs, t) < 0 ||
+        spool_msg_content(t->msg, &x->content_fd, &x->content_off, &x->content_len) < 0 ||
+        (fs->run = chain_run_late(fs->cs, x, on_late_done, fs)) == NULL) {
+        log_error("%s: cannot run the filters' late step: %s", t->queue_id,
+                  errno != 0 ? strerror(errno) : "out of memory");
+        r->verdict = SMTP_VERDICT_TEMPFAIL;
+        smtp_status_set(&r->reply, 451, "4.3.0", "Error: local trouble");
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- the message edits ---- */
+
 static void on_edit_done(void *ctx, int error, const struct message_edit_report *rep)
 {
     struct filter_sess *fs = ctx;
     struct smtp_txn *t = fs->s->txn;
-    struct smtp_hook_result r = fs->edit_result;
+    struct smtp_hook_result r = fs->held;
     int64_t size;
 
     fs->edit_job = NULL;
@@ -204,6 +288,8 @@ static void on_edit_done(void *ctx, int error, const struct message_edit_report 
         if (rep->ignored > 0)
             log_warning("%s: filter %s: %u change(s) of Postern's Received: ignored",
                         t->queue_id, rep->ignored_by, rep->ignored);
+        if (start_late(fs, &r) == 0)
+            return;
     }
     fs->done(fs->s, &r);
 }
@@ -227,7 +313,7 @@ static int apply_edits(struct filter_sess *fs, struct smtp_hook_result *r)
         errno = 0;
         if (fs->f->edit_pool == NULL)
             fs->f->edit_pool = workpool_create(fs->f->env.base, 1);
-        fs->edit_result = *r;
+        fs->held = *r;
         if (fs->f->edit_pool == NULL ||
             (fs->edit_job = message_edit_start(fs->f->edit_pool, t->msg, &e, on_edit_done,
                                                fs)) == NULL)
@@ -261,6 +347,8 @@ static void on_chain_done(void *ctx, const struct chain_result *res)
         (void)policy_headers(&cfg->filtering.policy, &d, res, cfg->server.hostname, add_header,
                              fs->s->txn);
         if (apply_edits(fs, &r) == 0)
+            return; /* on_edit_done goes on */
+        if (accepting(r.verdict) && start_late(fs, &r) == 0)
             return;
     }
     fs->done(fs->s, &r);

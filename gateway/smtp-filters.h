@@ -3,7 +3,10 @@
  * hooks (smtp-hooks.h): each SMTP stage runs the chain's stage on a
  * struct filter_txn built from the session, and the chain's action becomes
  * the stage's verdict. One chain session per SMTP session, made at its
- * first stage and freed when the session ends.
+ * first stage and freed when the session ends. At the end of an accepted
+ * message the end-of-message stage goes on past the chain: header fields
+ * added, message edits applied, then the filters' late step (DKIM signing,
+ * filters/filter.h) on the final message, all before the commit.
  *
  * Built by the worker on its event_base when the config lists filters.
  * Trusts the config (validated by server-config.c) and the chain's contract.

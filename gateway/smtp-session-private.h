@@ -183,5 +183,9 @@ int smtp_data_begin(struct smtp_session *s, enum smtp_data_mode mode);
  * SPOOL_ADD_HEADERS_MAX (spool_add_headers_check); then nothing is added. */
 int smtp_txn_add_header(struct smtp_txn *t, const char *name, const char *value,
                         const char **error_r);
+/* smtp-cmd-data.c: the same, but the field goes above those added so far
+ * (the late step's fields: filters/filter.h, filter_ops.late). */
+int smtp_txn_add_header_top(struct smtp_txn *t, const char *name, const char *value,
+                            const char **error_r);
 
 #endif

@@ -4,10 +4,16 @@
 #include "config.h"
 #include "milter/pmilter-edit.h"
 
+#include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "filters/edit.h"
+#include "filters/filter.h"
+#include "gateway/message-edit.h"
 #include "lib/log.h"
 #include "milter/pmilter-text.h"
 
@@ -88,4 +94,41 @@ int pmilter_apply_edits(SMFICTX *ctx, const struct filter_edits *e, const char *
         r = MI_FAILURE;
     }
     return r == MI_SUCCESS ? 0 : -1;
+}
+
+int pmilter_edited_content(const struct filter_edits *e, int in_fd, uint64_t len,
+                           const char *tmp_dir, int *fd_r, uint64_t *len_r)
+{
+    struct message_edit_report rep;
+    char path[4096];
+    int fd, err;
+
+    snprintf(path, sizeof(path), "%s/postern-milter.XXXXXX", tmp_dir);
+    if ((fd = mkstemp(path)) < 0)
+        return -1;
+    unlink(path);
+    if (message_edit_rewrite_fd(e, in_fd, 0, len, fd, &rep) < 0) {
+        err = errno;
+        close(fd);
+        errno = err;
+        return -1;
+    }
+    *fd_r = fd;
+    *len_r = rep.new_size;
+    return 0;
+}
+
+char *pmilter_fields_text(const struct filter_header *h, size_t n)
+{
+    size_t size = 1, o = 0;
+    char *text;
+
+    for (size_t i = 0; i < n; i++)
+        size += strlen(h[i].name) + strlen(h[i].value) + 4;
+    if ((text = malloc(size)) == NULL)
+        return NULL;
+    text[0] = '\0';
+    for (size_t i = 0; i < n; i++)
+        o += (size_t)snprintf(text + o, size - o, "%s: %s\r\n", h[i].name, h[i].value);
+    return text;
 }

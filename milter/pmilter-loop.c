@@ -5,7 +5,9 @@
  * waits on its pconn's condition variable until the loop has answered
  * (seq_done reaches its request's number). The filters are built by
  * gateway/smtp-filters.c exactly as for a posternd worker; only the chain
- * is this file's, made of the instances the command line names.
+ * is this file's, made of the instances the command line names. The late
+ * step (POP_LATE) is a run like a stage's, on the final message that
+ * pm_eom prepared.
  */
 #include "config.h"
 #include "milter/pmilter-private.h"
@@ -29,13 +31,13 @@
 #include "lib/dns.h"
 #include "lib/log.h"
 
-enum pop { POP_RUN, POP_CANCEL, POP_FORGET, POP_STOP };
+enum pop { POP_RUN, POP_LATE, POP_CANCEL, POP_FORGET, POP_STOP };
 
 struct preq {
     struct pconn *c;
     unsigned long seq;
     int op;    /* enum pop */
-    int stage; /* enum filter_stage, POP_RUN */
+    int stage; /* enum filter_stage, POP_RUN (FILTER_EOM for POP_LATE) */
 };
 
 struct ploop {
@@ -52,15 +54,24 @@ struct ploop {
     pthread_mutex_t wmu; /* serialises the pipe's writers */
 };
 
+static void free_fields(struct filter_header **h, size_t *n)
+{
+    for (size_t i = 0; i < *n; i++) {
+        free((*h)[i].name);
+        free((*h)[i].value);
+    }
+    free(*h);
+    *h = NULL;
+    *n = 0;
+}
+
 void pconn_clear_answer(struct pconn *c)
 {
-    for (size_t i = 0; i < c->hdr_count; i++) {
-        free(c->hdrs[i].name);
-        free(c->hdrs[i].value);
-    }
-    free(c->hdrs);
-    c->hdrs = NULL;
-    c->hdr_count = 0;
+    free_fields(&c->hdrs, &c->hdr_count);
+    free_fields(&c->late_hdrs, &c->late_count);
+    c->late_action = FILTER_ACTION_NONE;
+    c->late_reply = (struct smtp_status){.code = 0};
+    c->late_by = NULL;
     filter_edits_free(&c->edits);
 }
 
@@ -73,23 +84,30 @@ static void answer(struct pconn *c, unsigned long seq)
     pthread_mutex_unlock(&c->mu);
 }
 
+/* Appends a copy of name: value to the list *h of *n fields. */
+static int keep_field(struct filter_header **h, size_t *n, const char *name, const char *value)
+{
+    struct filter_header *grown;
+
+    if ((grown = realloc(*h, (*n + 1) * sizeof(*grown))) == NULL)
+        return -1;
+    *h = grown;
+    grown[*n].name = strdup(name);
+    grown[*n].value = strdup(value);
+    if (grown[*n].name == NULL || grown[*n].value == NULL) {
+        free(grown[*n].name);
+        free(grown[*n].value);
+        return -1;
+    }
+    (*n)++;
+    return 0;
+}
+
 static int keep_header(void *ctx, const char *name, const char *value)
 {
     struct pconn *c = ctx;
-    struct filter_header *n;
 
-    if ((n = realloc(c->hdrs, (c->hdr_count + 1) * sizeof(*n))) == NULL)
-        return -1;
-    c->hdrs = n;
-    n[c->hdr_count].name = strdup(name);
-    n[c->hdr_count].value = strdup(value);
-    if (n[c->hdr_count].name == NULL || n[c->hdr_count].value == NULL) {
-        free(n[c->hdr_count].name);
-        free(n[c->hdr_count].value);
-        return -1;
-    }
-    c->hdr_count++;
-    return 0;
+    return keep_field(&c->hdrs, &c->hdr_count, name, value);
 }
 
 struct prun {
@@ -97,6 +115,7 @@ struct prun {
     struct pconn *c;
     unsigned long seq;
     enum filter_stage stage;
+    size_t symbols_before; /* the session's symbols when the run started */
 };
 
 /* The message's line: its verdict and what the chain found. */
@@ -148,23 +167,60 @@ static void on_chain_done(void *ctx, const struct chain_result *res)
     free(r);
 }
 
-static void do_run(struct ploop *l, struct pconn *c, enum filter_stage stage, unsigned long seq)
+/* The late step's answer: its fields for the top of the message, the
+ * refusal it may give, and a line with what it found. */
+static void on_late_done(void *ctx, const struct chain_result *res)
+{
+    struct prun *r = ctx;
+    struct pconn *c = r->c;
+    const char *id = c->txn.queue_id != NULL ? c->txn.queue_id : "NOQUEUE";
+    char sym[512];
+    size_t o = 0;
+
+    c->run = NULL;
+    c->run_ctx = NULL;
+    c->late_action = res->action;
+    c->late_reply = res->reply;
+    c->late_by = res->action_by;
+    for (size_t i = 0; i < res->late_header_count; i++)
+        if (keep_field(&c->late_hdrs, &c->late_count, res->late_headers[i].name,
+                       res->late_headers[i].value) < 0) {
+            log_error("%s: cannot keep %s", id, res->late_headers[i].name);
+            c->failed = true; /* a signature lost: the caller tempfails */
+        }
+    sym[0] = '\0';
+    for (size_t i = r->symbols_before; i < res->symbol_count && o < sizeof(sym); i++)
+        o += (size_t)snprintf(sym + o, sizeof(sym) - o, "%s%s(%g)", o > 0 ? "," : "",
+                              res->symbols[i].name, res->symbols[i].score);
+    if (o > 0 || res->action != FILTER_ACTION_NONE)
+        log_info("%s: late step: action=%s symbols=%s", id, filter_action_name(res->action),
+                 o > 0 ? sym : "-");
+    answer(c, r->seq);
+    free(r);
+}
+
+static void do_run(struct ploop *l, struct pconn *c, enum filter_stage stage, bool late,
+                   unsigned long seq)
 {
     struct prun *r;
 
-    pconn_clear_answer(c);
+    if (!late)
+        pconn_clear_answer(c); /* the late step adds to the EOM answer */
     c->failed = false;
     if (c->cs == NULL && (c->cs = chain_session_new(l->chain)) == NULL)
         goto fail;
-    if (stage == FILTER_MAIL)
+    if (stage == FILTER_MAIL && !late)
         chain_session_reset(c->cs); /* a new transaction */
     const struct chain_result *found = chain_session_result(c->cs);
     c->txn.symbols = found->symbols;
     c->txn.symbol_count = found->symbol_count;
     if ((r = calloc(1, sizeof(*r))) == NULL)
         goto fail;
-    *r = (struct prun){.l = l, .c = c, .seq = seq, .stage = stage};
-    if ((c->run = chain_run(c->cs, stage, &c->txn, on_chain_done, r)) == NULL) {
+    *r = (struct prun){
+        .l = l, .c = c, .seq = seq, .stage = stage, .symbols_before = found->symbol_count};
+    c->run = late ? chain_run_late(c->cs, &c->txn, on_late_done, r)
+                  : chain_run(c->cs, stage, &c->txn, on_chain_done, r);
+    if (c->run == NULL) {
         free(r);
         goto fail;
     }
@@ -188,7 +244,8 @@ static void on_request(evutil_socket_t fd, short what, void *ctx)
         struct pconn *c = q[i].c;
         switch (q[i].op) {
         case POP_RUN:
-            do_run(l, c, (enum filter_stage)q[i].stage, q[i].seq);
+        case POP_LATE:
+            do_run(l, c, (enum filter_stage)q[i].stage, q[i].op == POP_LATE, q[i].seq);
             break;
         case POP_CANCEL:
         case POP_FORGET:
@@ -247,9 +304,9 @@ static unsigned long next_seq(struct pconn *c)
     return s;
 }
 
-int ploop_run(struct ploop *l, struct pconn *c, enum filter_stage stage, unsigned timeout_ms)
+/* Sends the run request q and waits for its answer as ploop_run says. */
+static int request_run(struct ploop *l, struct pconn *c, struct preq q, unsigned timeout_ms)
 {
-    struct preq q = {.c = c, .op = POP_RUN, .stage = (int)stage};
     struct timespec dl;
 
     q.seq = next_seq(c);
@@ -271,6 +328,23 @@ int ploop_run(struct ploop *l, struct pconn *c, enum filter_stage stage, unsigne
     if (send_req(l, &q) == 0)
         (void)wait_answer(c, q.seq, NULL); /* the loop never blocks: at once */
     return -1;
+}
+
+int ploop_run(struct ploop *l, struct pconn *c, enum filter_stage stage, unsigned timeout_ms)
+{
+    return request_run(l, c, (struct preq){.c = c, .op = POP_RUN, .stage = (int)stage},
+                       timeout_ms);
+}
+
+int ploop_run_late(struct ploop *l, struct pconn *c, unsigned timeout_ms)
+{
+    return request_run(l, c, (struct preq){.c = c, .op = POP_LATE, .stage = FILTER_EOM},
+                       timeout_ms);
+}
+
+bool ploop_has_late(const struct ploop *l)
+{
+    return chain_has_late(l->chain);
 }
 
 void ploop_forget(struct ploop *l, struct pconn *c)

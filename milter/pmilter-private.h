@@ -33,6 +33,8 @@ struct pconn {
     size_t rcpt_count;
     int fd; /* the message collected (header fields, body), or -1 */
     uint64_t size;
+    int final_fd;     /* the late step: the content with the edits applied, or -1 */
+    char *added_text; /* the late step: hdrs as text (txn.added_headers), or NULL */
     bool too_big;    /* past smtp.message_size_limit */
     bool header_end; /* the empty line is written */
 
@@ -47,6 +49,13 @@ struct pconn {
     struct filter_header *hdrs; /* EOM: fields to add (chain's + policy's) */
     size_t hdr_count;
     struct filter_edits *edits; /* EOM: the chain's message edits, or NULL */
+    /* the late step's answer: fields for the top, and its action (NONE, or
+     * TEMPFAIL / REJECT / DISCONNECT when it refuses the message) */
+    struct filter_header *late_hdrs;
+    size_t late_count;
+    enum filter_action late_action;
+    struct smtp_status late_reply;
+    const char *late_by;
 
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -66,10 +75,17 @@ unsigned ploop_max_timeout(const struct ploop *l);
  * (and at EOM c->hdrs, c->edits) set, or -1 (timeout, no memory): the run
  * is then cancelled. */
 int ploop_run(struct ploop *l, struct pconn *c, enum filter_stage stage, unsigned timeout_ms);
+/* Runs the chain's late step (chain_run_late) on c->txn, which the caller
+ * made the final message, and waits at most timeout_ms. Returns 0 with
+ * c->late_* set, or -1 (timeout, no memory): the run is then cancelled. */
+int ploop_run_late(struct ploop *l, struct pconn *c, unsigned timeout_ms);
+/* Whether a filter of the chain has a late step (the chain is fixed at
+ * start: any thread). */
+bool ploop_has_late(const struct ploop *l);
 /* Frees c's chain session on the loop; waits for it. */
 void ploop_forget(struct ploop *l, struct pconn *c);
 
-/* Frees c's answer (hdrs, edits). */
+/* Frees c's answer (hdrs, edits, the late step's). */
 void pconn_clear_answer(struct pconn *c);
 
 #endif

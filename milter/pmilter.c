@@ -9,11 +9,18 @@
  * The header fields and body are collected into an unlinked temporary file
  * (CRLF lines, as posternd's spool holds them) bounded by
  * smtp.message_size_limit; the end-of-message stage reads it. When the
- * message is accepted, the chain's message edits are applied with
- * smfi_insheader/chgheader/chgfrom/addrcpt(_par)/delrcpt/replacebody,
- * then the chain's header fields and the policy's X-Spam-* are added with
- * smfi_addheader. Header indexes are the MTA's (Postfix counts from the
- * top of the message as it received it; its own Received: is not shown).
+ * message is accepted and a filter has a late step (DKIM signing), the
+ * message the MTA will relay is made first, as posternd has it before its
+ * commit: the collected copy with the chain's edits applied (a second
+ * unlinked file; only when they touch the content), below the chain's
+ * header fields and the policy's X-Spam-* (filter_txn.added_headers), with
+ * the final envelope; the late step runs on that and may refuse the
+ * message. Then the chain's message edits are applied with
+ * smfi_insheader/chgheader/chgfrom/addrcpt(_par)/delrcpt/replacebody, the
+ * chain's and the policy's fields are inserted at the top (smfi_insheader
+ * 0) and the late step's fields above them, so that the MTA relays what
+ * was signed. Header indexes are the MTA's (Postfix counts from the top of
+ * the message as it received it; its own Received: is not shown).
  *
  * libmilter gives its callbacks no context but the connection's private
  * pointer, so the process-wide part (config, loop, bounds) is one static
@@ -28,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -62,6 +70,12 @@ static void clear_message(struct pconn *c)
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
+    if (c->final_fd >= 0)
+        close(c->final_fd);
+    c->final_fd = -1;
+    free(c->added_text);
+    c->added_text = NULL;
+    c->txn.added_headers = NULL;
     c->size = 0;
     c->too_big = false;
     c->header_end = false;
@@ -172,6 +186,7 @@ static sfsistat pm_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *sa)
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cv, NULL);
     c->fd = -1;
+    c->final_fd = -1;
     if (sa == NULL || netaddr_from_sockaddr(sa, &c->txn.client) < 0)
         (void)netaddr_parse("127.0.0.1", &c->txn.client); /* a local client */
     if (netaddr_to_text(&c->txn.client, c->client_addr, sizeof(c->client_addr)) == NULL)
@@ -354,6 +369,135 @@ static sfsistat pm_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
     return collect(ctx, c, chunk, len);
 }
 
+/* Whether envelope addresses a and b (as pmilter_envelope_addr gives
+ * them) are the same: local parts exactly, domains in any case. */
+static bool same_addr(const char *a, const char *b)
+{
+    const char *at = strrchr(a, '@'), *bt = strrchr(b, '@');
+
+    if (at == NULL || bt == NULL)
+        return at == bt && strcasecmp(a, b) == 0;
+    return at - a == bt - b && strncmp(a, b, (size_t)(at - a)) == 0 && strcasecmp(at, bt) == 0;
+}
+
+/* One envelope edit applied to c's transaction as the MTA will apply it.
+ * Returns 0, or -1 when out of memory. */
+static int envelope_edit(struct pconn *c, const struct filter_edit *x)
+{
+    char *a = pmilter_envelope_addr(x->value), **n;
+    size_t kept = 0;
+
+    if (a == NULL)
+        return -1;
+    switch (x->kind) {
+    case FILTER_EDIT_CHANGE_SENDER:
+        free(c->sender);
+        c->sender = a;
+        return 0;
+    case FILTER_EDIT_ADD_RCPT:
+        for (size_t i = 0; i < c->rcpt_count; i++)
+            if (same_addr(c->rcpts[i], a)) {
+                free(a);
+                return 0;
+            }
+        if ((n = realloc(c->rcpts, (c->rcpt_count + 1) * sizeof(*n))) == NULL) {
+            free(a);
+            return -1;
+        }
+        c->rcpts = n;
+        n[c->rcpt_count++] = a;
+        return 0;
+    case FILTER_EDIT_DELETE_RCPT:
+        for (size_t i = 0; i < c->rcpt_count; i++) {
+            if (same_addr(c->rcpts[i], a))
+                free(c->rcpts[i]);
+            else
+                c->rcpts[kept++] = c->rcpts[i];
+        }
+        c->rcpt_count = kept;
+        break;
+    default:
+        break;
+    }
+    free(a);
+    return 0;
+}
+
+/* The envelope the late step sees: the chain's envelope edits applied. */
+static int final_envelope(struct pconn *c)
+{
+    for (size_t i = 0; c->edits != NULL && i < filter_edits_count(c->edits); i++)
+        if (envelope_edit(c, filter_edits_at(c->edits, i)) < 0)
+            return -1;
+    c->txn.sender = c->sender;
+    c->txn.rcpts = (const char *const *)c->rcpts;
+    c->txn.rcpt_count = c->rcpt_count;
+    return 0;
+}
+
+/* Makes c->txn the message the MTA will relay (the edits applied, the
+ * fields to add above it) and runs the late step on it. Returns
+ * SMFIS_CONTINUE, or the refusal (with its reply set). */
+static sfsistat run_late(SMFICTX *ctx, struct pconn *c)
+{
+    const char *id = c->queue_id != NULL ? c->queue_id : "NOQUEUE";
+    uint64_t len;
+
+    if (final_envelope(c) < 0 ||
+        (c->added_text = pmilter_fields_text(c->hdrs, c->hdr_count)) == NULL) {
+        set_reply(ctx, &(struct smtp_status){0}, 4, 451, "4.3.0", "Error: out of memory");
+        return SMFIS_TEMPFAIL;
+    }
+    if (c->edits != NULL && filter_edits_touch_content(c->edits)) {
+        if (pmilter_edited_content(c->edits, c->fd, c->size, g.tmp_dir, &c->final_fd, &len) < 0) {
+            log_error("%s: cannot apply the filters' changes to a copy of the message: %s", id,
+                      strerror(errno));
+            if (errno == E2BIG) {
+                set_reply(ctx, &(struct smtp_status){0}, 5, 552, "5.3.4",
+                          "Error: message header too big to edit");
+                return SMFIS_REJECT;
+            }
+            set_reply(ctx, &(struct smtp_status){0}, 4, 451, "4.3.0",
+                      "Error: cannot apply the filters' changes");
+            return SMFIS_TEMPFAIL;
+        }
+        c->txn.content_fd = c->final_fd;
+        c->txn.content_off = 0;
+        c->txn.content_len = len;
+    }
+    c->txn.added_headers = c->added_text;
+    if (ploop_run_late(g.loop, c, g.timeout_ms) < 0) {
+        log_error("%s: the filters' late step failed: answering 451", id);
+        set_reply(ctx, &(struct smtp_status){0}, 4, 451, "4.3.0",
+                  "Error: content filter unavailable");
+        return SMFIS_TEMPFAIL;
+    }
+    switch (c->late_action) {
+    case FILTER_ACTION_REJECT:
+        log_info("%s: reject by %s in the late step", id, c->late_by != NULL ? c->late_by : "-");
+        set_reply(ctx, &c->late_reply, 5, 554, "5.7.1", "Error: rejected");
+        return SMFIS_REJECT;
+    case FILTER_ACTION_TEMPFAIL:
+    case FILTER_ACTION_DISCONNECT:
+        log_info("%s: tempfail by %s in the late step", id,
+                 c->late_by != NULL ? c->late_by : "-");
+        set_reply(ctx, &c->late_reply, 4, 451, "4.7.1", "Error: try again later");
+        return SMFIS_TEMPFAIL;
+    default:
+        return SMFIS_CONTINUE;
+    }
+}
+
+/* Inserts h[0..n) at the top of the header, h[0] topmost. A field the MTA
+ * refuses is logged and left out. */
+static void add_top(SMFICTX *ctx, const struct pconn *c, const struct filter_header *h, size_t n)
+{
+    for (size_t i = n; i-- > 0;)
+        if (pmilter_add_field(ctx, h[i].name, h[i].value, 0) < 0)
+            log_warning("%s: cannot add %s", c->queue_id != NULL ? c->queue_id : "NOQUEUE",
+                        h[i].name);
+}
+
 static sfsistat pm_eom(SMFICTX *ctx)
 {
     struct pconn *c = smfi_getpriv(ctx);
@@ -370,6 +514,8 @@ static sfsistat pm_eom(SMFICTX *ctx)
     c->txn.content_off = 0;
     c->txn.content_len = c->size;
     r = run_stage(ctx, c, FILTER_EOM);
+    if (r == SMFIS_CONTINUE && ploop_has_late(g.loop))
+        r = run_late(ctx, c);
     if (r == SMFIS_CONTINUE) {
         if (pmilter_apply_edits(ctx, c->edits, c->queue_id) < 0) {
             set_reply(ctx, &(struct smtp_status){0}, 4, 451, "4.3.0",
@@ -378,10 +524,8 @@ static sfsistat pm_eom(SMFICTX *ctx)
         }
     }
     if (r == SMFIS_CONTINUE) {
-        for (size_t i = 0; i < c->hdr_count; i++)
-            if (pmilter_add_field(ctx, c->hdrs[i].name, c->hdrs[i].value, -1) < 0)
-                log_warning("%s: cannot add %s", c->queue_id != NULL ? c->queue_id : "NOQUEUE",
-                            c->hdrs[i].name);
+        add_top(ctx, c, c->hdrs, c->hdr_count);
+        add_top(ctx, c, c->late_hdrs, c->late_count); /* above every other */
         if (c->d.action == FILTER_ACTION_HOLD || c->d.action == FILTER_ACTION_QUARANTINE) {
             char why[128];
             snprintf(why, sizeof(why), "Postern: %s by %s",

@@ -36,3 +36,4 @@ TEST_EXTENSIONS = .py .sh
 PY_LOG_COMPILER = python3
 SH_LOG_COMPILER = $(SHELL)
 INTEGRATION_TESTS += tests/integration/test_dkim.py
+INTEGRATION_TESTS += tests/integration/test_dkim_milter.py

@@ -202,7 +202,8 @@ void dfx_close(struct dfx_run *run)
     postern_config_free(&run->cfg);
 }
 
-void dfx_eom(struct dfx *fx, struct dfx_run *run, const char *content, const struct dfx_txn *t)
+static void run_content(struct dfx *fx, struct dfx_run *run, const char *content,
+                        const char *added, bool late, const struct dfx_txn *t)
 {
     char path[128];
     static int seq;
@@ -230,13 +231,32 @@ void dfx_eom(struct dfx *fx, struct dfx_run *run, const char *content, const str
                              .content_fd = fd,
                              .content_off = sizeof(PREFIX) - 1,
                              .content_len = strlen(content),
+                             .added_headers = added,
                              .symbols = t->symbols,
                              .symbol_count = t->symbol_count};
     assert_int_equal(netaddr_parse("192.0.2.1", &txn.client), 0);
     chain_session_reset(run->s);
-    filter_test_run(fx->base, run->s, FILTER_EOM, &txn, &run->r, DFX_RUN_MS);
+    if (late) {
+        memset(&run->r, 0, sizeof(run->r));
+        assert_non_null(chain_run_late(run->s, &txn, filter_test_done, &run->r));
+        filter_test_wait(fx->base, &run->r, 1, DFX_RUN_MS);
+        assert_int_equal(run->r.calls, 1);
+    } else {
+        filter_test_run(fx->base, run->s, FILTER_EOM, &txn, &run->r, DFX_RUN_MS);
+    }
     close(fd);
     unlink(path);
+}
+
+void dfx_eom(struct dfx *fx, struct dfx_run *run, const char *content, const struct dfx_txn *t)
+{
+    run_content(fx, run, content, NULL, false, t);
+}
+
+void dfx_late(struct dfx *fx, struct dfx_run *run, const char *content, const char *added,
+              const struct dfx_txn *t)
+{
+    run_content(fx, run, content, added, true, t);
 }
 
 char *dfx_message(const char *from, const char *fields, const char *body)
@@ -254,7 +274,8 @@ char *dfx_message(const char *from, const char *fields, const char *body)
     return m;
 }
 
-char *dfx_sign(struct dfx *fx, const char *keys_text, const char *content, const char *sender)
+char *dfx_sign_added(struct dfx *fx, const char *keys_text, const char *content,
+                     const char *added, const char *sender)
 {
     char filters[2048];
     struct dfx_run run;
@@ -265,16 +286,22 @@ char *dfx_sign(struct dfx *fx, const char *keys_text, const char *content, const
 
     snprintf(filters, sizeof(filters), "filters = ( { name = \"dkim\"; %s } );", keys_text);
     dfx_open(fx, &run, filters, false);
-    dfx_eom(fx, &run, content, &t);
-    value = dfx_header(&run.r.res, "DKIM-Signature");
+    dfx_late(fx, &run, content, added, &t);
+    value = dfx_late_header(&run.r.res, "DKIM-Signature");
     if (value == NULL)
         fail_msg("not signed: %s", dfx_symbols_text(&run.r.res));
-    size = strlen(value) + strlen(content) + 32;
+    size = strlen(value) + strlen(content) + (added != NULL ? strlen(added) : 0) + 32;
     signed_msg = malloc(size);
     assert_non_null(signed_msg);
-    snprintf(signed_msg, size, "DKIM-Signature: %s\r\n%s", value, content);
+    snprintf(signed_msg, size, "DKIM-Signature: %s\r\n%s%s", value, added != NULL ? added : "",
+             content);
     dfx_close(&run);
     return signed_msg;
+}
+
+char *dfx_sign(struct dfx *fx, const char *keys_text, const char *content, const char *sender)
+{
+    return dfx_sign_added(fx, keys_text, content, NULL, sender);
 }
 
 const struct filter_symbol *dfx_symbol(const struct chain_result *r, const char *name, size_t nth)
@@ -291,6 +318,15 @@ const char *dfx_header(const struct chain_result *r, const char *name)
     for (size_t i = 0; i < r->header_count; i++) {
         if (strcmp(r->headers[i].name, name) == 0)
             return r->headers[i].value;
+    }
+    return NULL;
+}
+
+const char *dfx_late_header(const struct chain_result *r, const char *name)
+{
+    for (size_t i = 0; i < r->late_header_count; i++) {
+        if (strcmp(r->late_headers[i].name, name) == 0)
+            return r->late_headers[i].value;
     }
     return NULL;
 }

@@ -6,8 +6,9 @@
  * "sel._domainkey", a revoked key "rev._domainkey" and the DMARC records
  * the tests need (listed in dkim-test.c), a UDP socket that never answers,
  * a resolver for each; and the runs of one filter instance (the module's
- * own, from a config text) at FILTER_EOM over a message written to a file
- * behind a few octets of something else, as the spool has it.
+ * own, from a config text) at FILTER_EOM, or in its late step (signing),
+ * over a message written to a file behind a few octets of something else,
+ * as the spool has it.
  */
 #ifndef POSTERN_DKIM_TEST_H
 #define POSTERN_DKIM_TEST_H
@@ -69,19 +70,31 @@ struct dfx_txn {
 /* Runs FILTER_EOM over content; the result is in run->r.res. */
 void dfx_eom(struct dfx *fx, struct dfx_run *run, const char *content, const struct dfx_txn *t);
 
+/* Runs the late step (chain_run_late) over content with the header fields
+ * added (the txn's added_headers: "Name: value\r\n" each; NULL = none);
+ * the result is in run->r.res, the fields it adds in its late_headers. */
+void dfx_late(struct dfx *fx, struct dfx_run *run, const char *content, const char *added,
+              const struct dfx_txn *t);
+
 /* A message: the From: field's value (NULL: no From:), more fields ("Name:
  * value\r\n" each, may be ""), the body. malloc'd. */
 char *dfx_message(const char *from, const char *fields, const char *body);
 
 /* content signed by the dkim filter with keys_text ("keys = ( ... );",
- * more keys may follow) outbound from sender: the DKIM-Signature field in
- * front of content. malloc'd. */
+ * more keys may follow) outbound from sender, in its late step: the
+ * DKIM-Signature field in front of content. malloc'd. */
 char *dfx_sign(struct dfx *fx, const char *keys_text, const char *content, const char *sender);
+/* The same, with the fields added (as dfx_late) between the signature and
+ * the content, as delivery writes them. */
+char *dfx_sign_added(struct dfx *fx, const char *keys_text, const char *content,
+                     const char *added, const char *sender);
 
 /* The nth symbol called name in r, or NULL. */
 const struct filter_symbol *dfx_symbol(const struct chain_result *r, const char *name, size_t nth);
-/* The value of the first header field called name that r asks for, or NULL. */
+/* The value of the first header field called name that r asks for, or NULL
+ * (dfx_late_header: of those of the late step). */
 const char *dfx_header(const struct chain_result *r, const char *name);
+const char *dfx_late_header(const struct chain_result *r, const char *name);
 /* "NAME(score) text; ..." of r, for failure messages. */
 const char *dfx_symbols_text(const struct chain_result *r);
 

@@ -8,7 +8,9 @@
  * the merged result: action, action_by, reply, score, symbols, and how many
  * times each filter was cancelled. Scenarios cover what a row cannot: order
  * of completion, ACCEPT across stages and chain_session_reset, cancel,
- * stats, and that no result is ever delivered inside chain_run.
+ * stats, that no result is ever delivered inside chain_run, and the late
+ * step (chain_run_late): run after an ACCEPT too, its fields apart, its
+ * failures by on_error, no edits and no tarpit in it.
  */
 #include "config.h"
 
@@ -31,6 +33,7 @@
 #define MAX_FILTERS 4
 #define RUN_MAX_MS 5000 /* a result not in by then never comes */
 #define ALL_STAGES ((1u << FILTER_STAGES) - 1)
+#define LATE_ONLY (1u << FILTER_STAGES) /* stages: none (with .late) */
 
 enum tf_kind {
     TF_SYNC,          /* findings, return 1 */
@@ -53,6 +56,7 @@ struct tf_spec {
     unsigned stages;           /* bit per stage hooked; 0 = all */
     bool header;               /* adds "X-<name>: <stage>" (and tries bad fields) */
     unsigned tarpit_ms;        /* filter_call_delay */
+    bool late;                 /* has a late step (the same callback) */
 };
 
 struct env;
@@ -66,6 +70,9 @@ struct tf {
     int calls, cancels, completions;
     const struct filter_txn *seen_txn;
     enum filter_stage seen_stage;
+    bool seen_late;
+    int late_calls;
+    int edit_rc; /* of a message edit tried in the late step */
 };
 
 struct env {
@@ -144,6 +151,11 @@ static int tf_stage(void *instance, struct filter_call *call)
     tf->calls++;
     tf->seen_txn = filter_call_txn(call);
     tf->seen_stage = filter_call_stage(call);
+    tf->seen_late = filter_call_is_late(call);
+    if (tf->seen_late) {
+        tf->late_calls++;
+        tf->edit_rc = filter_call_insert_header(call, 0, "X-Edit", "late");
+    }
     switch (tf->spec.kind) {
     case TF_SYNC:
     case TF_ERROR:
@@ -190,6 +202,8 @@ static void env_build(struct env *env, const struct tf_spec *specs)
         for (int st = 0; st < FILTER_STAGES; st++)
             if (stages & (1u << st))
                 tf->ops.stage[st] = tf_stage;
+        if (tf->spec.late)
+            tf->ops.late = tf_stage;
         tf->ev = evtimer_new(env->base, tf_complete, tf);
         env->links[env->n] = (struct chain_link){.ops = &tf->ops, .instance = tf,
                                                  .on_error = tf->spec.on_error,
@@ -679,6 +693,128 @@ static void test_chain_edges(void **state)
     event_base_free(base);
 }
 
+/* Runs the late step and the loop until the result arrives. */
+static void env_run_late(struct env *env, struct waiter *w)
+{
+    memset(w, 0, sizeof(*w));
+    w->in_run = true;
+    assert_non_null(chain_run_late(env->s, &test_txn, waiter_done, w));
+    w->in_run = false;
+    assert_int_equal(w->calls, 0);
+    loop_run_until(env->base, waiter_called, w, RUN_MAX_MS);
+    assert_int_equal(w->calls, 1);
+    assert_false(w->called_in_run);
+}
+
+/* The late step: only the links that have one, also after an ACCEPT (which
+ * it leaves as it was); its symbols join the transaction's, its fields go
+ * to late_headers in link order (freed by reset), message edits are
+ * refused and a tarpit is ignored. */
+static void test_late(void **state)
+{
+    const struct tf_spec specs[] = {
+        {.name = "allow", .action = FILTER_ACTION_ACCEPT, .stages = 1u << FILTER_CONNECT},
+        {.name = "signer", .kind = TF_PENDING, .delay_ms = 5, .nsym = 1, .header = true,
+         .tarpit_ms = 3000, .late = true, .stages = LATE_ONLY},
+        {.name = "second", .nsym = 1, .score = 1, .header = true, .late = true,
+         .stages = 1u << FILTER_EOM},
+        {.name = NULL}};
+    static struct waiter w;
+    static struct env env;
+    long start;
+
+    (void)state;
+    env_build(&env, specs);
+    assert_true(chain_has_late(env.chain));
+    env_run(&env, FILTER_CONNECT, &w);
+    assert_int_equal(w.res.action, FILTER_ACTION_ACCEPT);
+    env_run(&env, FILTER_EOM, &w); /* allow-listed: nobody called */
+    assert_int_equal(env.tf[2].calls, 0);
+    start = now_ms();
+    env_run_late(&env, &w);
+    assert_true(now_ms() - start < 2000); /* no tarpit */
+    assert_int_equal(env.tf[0].late_calls, 0);
+    assert_int_equal(env.tf[1].late_calls, 1);
+    assert_int_equal(env.tf[2].late_calls, 1);
+    assert_true(env.tf[1].seen_late);
+    assert_int_equal(env.tf[1].seen_stage, FILTER_EOM);
+    assert_int_equal(env.tf[1].edit_rc, -1);
+    assert_int_equal(w.res.action, FILTER_ACTION_NONE);
+    assert_int_equal(w.res.symbol_count, 2);
+    assert_string_equal(w.res.symbols[0].name, "signer_0");
+    assert_string_equal(w.res.symbols[1].name, "second_0");
+    assert_true(w.res.score == 1);
+    assert_null(w.res.edits);
+    assert_int_equal(w.res.header_count, 0);
+    assert_int_equal(w.res.late_header_count, 2);
+    assert_string_equal(w.res.late_headers[0].name, "X-signer");
+    assert_string_equal(w.res.late_headers[1].name, "X-second");
+    /* the ACCEPT still holds for the session's stages */
+    env_run(&env, FILTER_DATA, &w);
+    assert_int_equal(w.res.action, FILTER_ACTION_ACCEPT);
+    chain_session_reset(env.s);
+    assert_int_equal(chain_session_result(env.s)->late_header_count, 0);
+    env_free(&env);
+}
+
+/* A late step that fails or times out: its link's on_error, findings
+ * dropped, a hanging one cancelled; a chain without one has none. */
+static void test_late_errors(void **state)
+{
+    const struct tf_spec specs[] = {
+        {.name = "ok", .nsym = 1, .header = true, .late = true, .stages = LATE_ONLY},
+        {.name = "broken", .kind = TF_ERROR, .nsym = 1, .header = true, .late = true,
+         .stages = LATE_ONLY, .on_error = FILTER_ON_ERROR_TEMPFAIL},
+        {.name = NULL}};
+    const struct tf_spec hang[] = {
+        {.name = "hang", .kind = TF_HANG, .timeout_ms = T, .late = true, .stages = LATE_ONLY,
+         .on_error = FILTER_ON_ERROR_REJECT},
+        {.name = NULL}};
+    const struct tf_spec skip[] = {
+        {.name = "dkim", .kind = TF_PENDING_ERROR, .delay_ms = 1, .late = true,
+         .stages = LATE_ONLY, .on_error = FILTER_ON_ERROR_SKIP},
+        {.name = NULL}};
+    const struct tf_spec none[] = {{.name = "a", .nsym = 1}, {.name = NULL}};
+    static struct waiter w;
+    static struct env env;
+
+    (void)state;
+    env_build(&env, specs);
+    env_run_late(&env, &w);
+    assert_int_equal(w.res.action, FILTER_ACTION_TEMPFAIL);
+    assert_string_equal(w.res.action_by, "broken");
+    assert_int_equal(w.res.reply.code, 451);
+    assert_int_equal(w.res.late_header_count, 1);
+    assert_string_equal(w.res.late_headers[0].name, "X-ok");
+    env_free(&env);
+
+    env_build(&env, hang);
+    env_run_late(&env, &w);
+    assert_int_equal(w.res.action, FILTER_ACTION_REJECT);
+    assert_int_equal(w.res.reply.code, 554);
+    assert_int_equal(env.tf[0].cancels, 1);
+    env_free(&env);
+
+    env_build(&env, skip);
+    env_run_late(&env, &w);
+    assert_int_equal(w.res.action, FILTER_ACTION_NONE);
+    assert_int_equal(w.res.symbol_count, 1);
+    assert_string_equal(w.res.symbols[0].name, "DKIM_ERROR");
+    env_free(&env);
+
+    env_build(&env, none);
+    assert_false(chain_has_late(env.chain));
+    env_run_late(&env, &w); /* nothing to call: the result all the same */
+    assert_int_equal(env.tf[0].calls, 0);
+    assert_int_equal(w.res.action, FILTER_ACTION_NONE);
+    /* cancelled: no callback */
+    memset(&w, 0, sizeof(w));
+    chain_run_cancel(chain_run_late(env.s, &test_txn, waiter_done, &w));
+    loop_run_for(env.base, 5);
+    assert_int_equal(w.calls, 0);
+    env_free(&env);
+}
+
 static void test_names(void **state)
 {
     (void)state;
@@ -709,6 +845,8 @@ int main(void)
         cmocka_unit_test(test_cancel_queued_and_free),
         cmocka_unit_test(test_stats),
         cmocka_unit_test(test_chain_edges),
+        cmocka_unit_test(test_late),
+        cmocka_unit_test(test_late_errors),
         cmocka_unit_test(test_names),
     };
 

@@ -9,9 +9,11 @@
  * changed body or signed field does not, a missing or revoked key is
  * invalid, a silent DNS server is a temporary error, several signatures
  * each get a symbol with the score counted once, Authentication-Results
- * with authres = yes, outbound mail without a key stays unsigned, a
- * too-long header is the filter's error, and a check cancelled by the
- * chain's timeout leaves nothing behind.
+ * with authres = yes, outbound mail is signed in the late step (not at
+ * the end of message) and without a key stays unsigned, the fields added
+ * above the content are signed when named (and an oversigned one cannot
+ * be added after), a too-long header is the filter's error, and a check
+ * cancelled by the chain's timeout leaves nothing behind.
  */
 #include "config.h"
 
@@ -504,8 +506,10 @@ static void test_round_trip(void **state)
     free(msg);
 }
 
-/* Outbound mail gets the field and DKIM_SIGNED, folded as filter.h wants;
- * no key for the domain: unsigned, nothing added. */
+/* Outbound mail gets the field (for the top of the message) and
+ * DKIM_SIGNED in the late step, folded as filter.h wants; not at the end
+ * of message, where the message is not final yet; no key for the domain:
+ * unsigned, nothing added. */
 static void test_sign_outbound(void **state)
 {
     struct dfx *fx = *state;
@@ -519,8 +523,13 @@ static void test_sign_outbound(void **state)
              "example.com", "sel", fx->key);
     dfx_open(fx, &run, filters, false);
     dfx_eom(fx, &run, msg, &t);
+    assert_int_equal(run.r.res.symbol_count, 0);
+    assert_int_equal(run.r.res.header_count + run.r.res.late_header_count, 0);
+    dfx_late(fx, &run, msg, NULL, &t);
     expect_symbol(&run, "DKIM_SIGNED", 0, "d=example.com s=sel", 0);
-    sig = dfx_header(&run.r.res, "DKIM-Signature");
+    assert_int_equal(run.r.res.header_count, 0);
+    assert_int_equal(run.r.res.late_header_count, 1);
+    sig = dfx_late_header(&run.r.res, "DKIM-Signature");
     assert_non_null(sig);
     assert_non_null(strstr(sig, "\r\n\t"));
     assert_null(strstr(sig, "\n\n"));
@@ -528,19 +537,76 @@ static void test_sign_outbound(void **state)
     /* the From: domain has no key, nor has the sender's: unsigned */
     free(msg);
     msg = dfx_message("bob@example.test", "", "Hello\r\n");
-    dfx_eom(fx, &run, msg, &t);
+    dfx_late(fx, &run, msg, NULL, &t);
     assert_int_equal(run.r.res.symbol_count, 0);
-    assert_int_equal(run.r.res.header_count, 0);
+    assert_int_equal(run.r.res.late_header_count, 0);
     /* ... but the sender's domain may pick it (sign_by from_or_sender) */
     t.sender = "bounce@example.com";
-    dfx_eom(fx, &run, msg, &t);
+    dfx_late(fx, &run, msg, NULL, &t);
     expect_symbol(&run, "DKIM_SIGNED", 0, "d=example.com s=sel", 0);
     /* inbound mail is not signed, and a signing-only filter does verify it */
     t.direction = FILTER_INBOUND;
+    dfx_late(fx, &run, msg, NULL, &t);
+    assert_int_equal(run.r.res.symbol_count, 0);
+    assert_int_equal(run.r.res.late_header_count, 0);
     dfx_eom(fx, &run, msg, &t);
     assert_null(dfx_symbol(&run.r.res, "DKIM_SIGNED", 0));
     expect_symbol(&run, "DKIM_NONE", 0, "", 0);
     dfx_close(&run);
+    free(msg);
+}
+
+/* The late step signs the header section as relayed: the fields other
+ * filters and the policy add (above the content) are covered when the
+ * sign list names them, and an oversigned one cannot be added after. */
+static void test_sign_added_fields(void **state)
+{
+    struct dfx *fx = *state;
+    char *msg = dfx_message("alice@example.com", "", "Hello\r\n");
+    const char *added = "X-Spam-Status: No, score=-0.2 by=mx.postern.test\r\n"
+                        "\ttests=DKIM_NONE(0)\r\n"
+                        "Authentication-Results: mx.postern.test; spf=pass\r\n";
+    char keys[1024], *signed_msg, *p, *q;
+    struct dfx_run run;
+
+    snprintf(keys, sizeof(keys),
+             "sign_by = \"sender\"; sign_headers = [ \"from\", \"subject\", "
+             "\"x-spam-status\", \"authentication-results\" ]; "
+             "oversign_headers = [ \"from\", \"x-spam-status\" ]; " KEYS_FMT,
+             "example.com", "sel", fx->key);
+    signed_msg = dfx_sign_added(fx, keys, msg, added, "bounce@example.com");
+    p = strstr(signed_msg, " h=");
+    p = p != NULL ? p : strstr(signed_msg, "\th=");
+    assert_non_null(p);
+    q = strstr(p, "b=");
+    assert_non_null(q);
+    if (memmem(p, (size_t)(q - p), "X-Spam-Status", 13) == NULL ||
+        memmem(p, (size_t)(q - p), "Authentication-Results", 22) == NULL)
+        fail_msg("added fields not signed: %s", signed_msg);
+    /* the message as relayed verifies */
+    verify(fx, &run, DKIM, signed_msg, false);
+    expect_symbol(&run, "DKIM_VALID", 0, "d=example.com s=sel", -0.2);
+    dfx_close(&run);
+    /* without the added fields it does not: they were signed */
+    p = strstr(signed_msg, "X-Spam-Status:");
+    q = strstr(signed_msg, "From:");
+    assert_true(p != NULL && q != NULL && p < q);
+    memmove(p, q, strlen(q) + 1);
+    verify(fx, &run, DKIM, signed_msg, false);
+    expect_symbol(&run, "DKIM_INVALID", 0, "d=example.com s=sel: signature mismatch", 1);
+    dfx_close(&run);
+    free(signed_msg);
+    /* one more X-Spam-Status (oversigned) added on top breaks it */
+    signed_msg = dfx_sign_added(fx, keys, msg, added, "bounce@example.com");
+    size_t size = strlen(signed_msg) + 64;
+    char *more = malloc(size);
+    assert_non_null(more);
+    snprintf(more, size, "X-Spam-Status: No, forged\r\n%s", signed_msg);
+    verify(fx, &run, DKIM, more, false);
+    expect_symbol(&run, "DKIM_INVALID", 0, "d=example.com s=sel: signature mismatch", 1);
+    dfx_close(&run);
+    free(more);
+    free(signed_msg);
     free(msg);
 }
 
@@ -782,6 +848,7 @@ int main(void)
         cmocka_unit_test(test_config),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_sign_outbound),
+        cmocka_unit_test(test_sign_added_fields),
         cmocka_unit_test(test_tampered),
         cmocka_unit_test(test_foreign_signature),
         cmocka_unit_test(test_bad_keys),

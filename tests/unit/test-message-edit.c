@@ -11,7 +11,8 @@
  * envelope size), the rewrite on a worker thread and its cancel, and the
  * envelope edits on a session-less struct smtp_txn (sender and parameters,
  * recipients added, duplicates, removed, UTF-8 only with SMTPUTF8, the
- * last one removed).
+ * last one removed); and the rewrite into a descriptor (postern-milter's,
+ * where a first Received: is like any other field).
  *
  * This is how the gateway's application of the filters' edits is covered
  * until an integration test can drive it through a milter.
@@ -282,6 +283,75 @@ static void test_rewrite_table(void **state)
         spool_msg_abort(&msg);
     }
     assert_int_equal(count_files(fx->tmp_dir), 0);
+}
+
+/* Rewrites in into a temporary file with message_edit_rewrite_fd. */
+static char *rewrite_fd(struct fixture *fx, const char *in, const struct filter_edits *e,
+                        struct message_edit_report *rep, size_t *len_r)
+{
+    char path[192];
+    int in_fd, out_fd;
+    off_t end;
+    char *buf;
+
+    snprintf(path, sizeof(path), "%s/in", fx->dir);
+    in_fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    assert_true(in_fd >= 0);
+    assert_int_equal(write(in_fd, in, strlen(in)), (ssize_t)strlen(in));
+    snprintf(path, sizeof(path), "%s/out", fx->dir);
+    out_fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    assert_true(out_fd >= 0);
+    if (message_edit_rewrite_fd(e, in_fd, 0, strlen(in), out_fd, rep) < 0)
+        fail_msg("message_edit_rewrite_fd: %s", strerror(errno));
+    end = lseek(out_fd, 0, SEEK_END);
+    assert_int_equal(end, (off_t)rep->new_size);
+    buf = calloc(1, (size_t)end + 1);
+    assert_non_null(buf);
+    assert_int_equal(pread(out_fd, buf, (size_t)end, 0), (ssize_t)end);
+    close(in_fd);
+    close(out_fd);
+    *len_r = (size_t)end;
+    return buf;
+}
+
+/* Into a descriptor: the same as the spool's rewrite for every row that
+ * does not start with a Received: field; a first Received: is a field like
+ * any other (changed, deleted, inserted before). */
+static void test_rewrite_fd(void **state)
+{
+    struct fixture *fx = *state;
+    struct message_edit_report rep;
+    struct filter_edits *e;
+    size_t len;
+    char *got;
+
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        const struct row *r = &rows[i];
+
+        if (strncmp(r->in, "Received:", 9) == 0)
+            continue;
+        e = row_edits(r, fx->tmp_dir);
+        got = rewrite_fd(fx, r->in, e, &rep, &len);
+        if (len != strlen(r->out) || memcmp(got, r->out, len) != 0)
+            fail_msg("row \"%s\":\n got: [%s]\nwant: [%s]", r->what, got, r->out);
+        free(got);
+        filter_edits_free(&e);
+    }
+    e = filter_edits_new(NULL);
+    assert_non_null(e);
+    assert_int_equal(filter_edits_insert_header(e, 0, "X-A", "v", "t"), 0);
+    assert_int_equal(filter_edits_change_header(e, "Received", 1, "changed", "t"), 0);
+    assert_int_equal(filter_edits_append_body(e, "new\n", 4, "t"), 0);
+    got = rewrite_fd(fx, MSG, e, &rep, &len);
+    assert_string_equal(got, "X-A: v\r\nReceived: changed\r\nFrom: a@example.org\r\n"
+                             "Subject: one\r\nTo: b@example.org\r\nSubject: two\r\n\tfolded\r\n"
+                             "\r\nnew\r\n");
+    assert_int_equal(rep.ignored, 0);
+    assert_int_equal(rep.inserted, 1);
+    assert_int_equal(rep.changed, 1);
+    assert_true(rep.body);
+    free(got);
+    filter_edits_free(&e);
 }
 
 static char *big_header(size_t octets, size_t *len_r)
@@ -646,6 +716,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_rewrite_table, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rewrite_fd, setup, teardown),
         cmocka_unit_test_setup_teardown(test_header_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_large_and_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_job, setup, teardown),
