@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 
-from bench_util import (WORKDIR_PARENT, build, free_port, fs_type, log, machine_noise,
+from bench_util import (WORKDIR_PARENT, Nsd, build, free_port, fs_type, log, machine_noise,
                         stop_proc, wait_tcp)
 
 RUN_TIMEOUT = 300.0  # seconds: the longest one run may take before it is abandoned
@@ -85,7 +85,11 @@ class Sink:
 
 
 class Posternd:
-    def __init__(self, binary, workdir, sink_port, workers):
+    """posternd relaying example.test to the sink; its resolver is dns_port's
+    nsd, which names 127.0.0.1 (a caching resolver's answers, as Postfix gets
+    its from /etc/hosts)."""
+
+    def __init__(self, binary, workdir, sink_port, workers, dns_port):
         self.dir = os.path.join(workdir, "posternd")
         os.makedirs(self.dir)
         os.chmod(self.dir, 0o755)
@@ -100,7 +104,8 @@ class Posternd:
             f.write("smtp = { max_sessions = 10000; max_sessions_per_ip = 0; "
                     "connection_rate_limit = 0; };\n")
             f.write('relay = { local_domains = ["example.test"]; };\n')
-            f.write('dns = { nameservers = ["127.0.0.1:9"]; timeout = "200ms"; attempts = 1; };\n')
+            f.write('dns = { nameservers = ["127.0.0.1:%d"]; timeout = "200ms"; attempts = 1; };\n'
+                    % dns_port)
             f.write('transports = ( { domain = "example.test"; '
                     'nexthop = "smtp:[127.0.0.1]:%d"; } );\n' % sink_port)
             f.write('listeners = ( { name = "mx"; role = "mx"; address = ["127.0.0.1:%d"]; } );\n'
@@ -288,7 +293,10 @@ def main():
         if "onehop" in systems:
             entry["onehop"] = sinks["onehop"].port
         if "posternd" in systems:
-            pd = Posternd(binary, workdir, sinks["posternd"].port, opts.workers)
+            dns = Nsd(workdir, {"127.in-addr.arpa": "1.0.0 IN PTR localhost.bench.test.",
+                                "bench.test": "localhost IN A 127.0.0.1"})
+            servers.append(dns)
+            pd = Posternd(binary, workdir, sinks["posternd"].port, opts.workers, dns.port)
             servers.append(pd)
             entry["posternd"] = pd.port
         if "postfix" in systems:
