@@ -2,9 +2,10 @@
  * spool-pool — see spool-pool.h. Taking: names are read from free/ in
  * batches of up to POOL_BATCH, and each is claimed by renaming it into
  * tmp/; a rename that finds the name gone (another process claimed it)
- * goes on with the next. Each process starts at its own place in the batch
- * (by pid), so that workers reading the same listing seldom race for the
- * same name. An empty free/ is read again after POOL_EMPTY_MS at the
+ * goes on with the next. Processes with an even pid go through the batch
+ * from its start, those with an odd pid from its end, so that two workers
+ * reading the same listing race for a name only where they meet; a name
+ * found gone means they did, and the listing is read again. An empty free/ is read again after POOL_EMPTY_MS at the
  * earliest. Retiring: the files in free/ are counted with readdir once every
  * POOL_COUNT_MS, and what this process retires since is added to the count;
  * the other processes' takes only lower it, so the cap holds but for what
@@ -36,6 +37,7 @@ struct spool_pool {
     DIR *dir; /* a dup of free_fd, for readdir */
     char names[POOL_BATCH][POOL_NAME_MAX + 1];
     unsigned count, next, left; /* the batch; the next to try; how many untried */
+    bool backwards;
     uint64_t empty_until;       /* ms: free/ was empty, do not read it before */
     unsigned files;             /* in free/ when counted, plus retired since */
     uint64_t counted_at;        /* ms */
@@ -104,7 +106,8 @@ static bool refill(struct spool_pool *pool)
         pool->empty_until = now + POOL_EMPTY_MS;
         return false;
     }
-    pool->next = (unsigned)getpid() % pool->count;
+    pool->backwards = getpid() % 2 == 1;
+    pool->next = pool->backwards ? pool->count - 1 : 0;
     pool->left = pool->count;
     return true;
 }
@@ -120,12 +123,13 @@ int spool_pool_take(struct spool_pool *pool, int to_dir_fd, const char *to_name)
             return -1;
         }
         name = pool->names[pool->next];
-        pool->next = (pool->next + 1) % pool->count;
+        pool->next = pool->backwards ? pool->next - 1 : pool->next + 1; /* unused at the end */
         pool->left--;
         if (renameat2(pool->free_fd, name, to_dir_fd, to_name, RENAME_NOREPLACE) < 0) {
-            if (errno == ENOENT)
-                continue; /* another process took it */
-            return -1;
+            if (errno != ENOENT)
+                return -1;
+            pool->left = 0; /* another process took it: they met, read again */
+            continue;
         }
         if (pool->files > 0)
             pool->files--;
