@@ -58,6 +58,7 @@ struct chain_session {
     double client_score;
     const char *accepted_by;
     struct chain_run *run;   /* the stage in progress, or NULL */
+    const struct filter_txn *txn; /* of the last run: the filters' key for the session */
 };
 
 struct chain_run {
@@ -213,6 +214,12 @@ void chain_session_free(struct chain_session **_s)
         return;
     *_s = NULL;
     chain_run_cancel(s->run);
+    for (size_t i = 0; i < s->chain->count && s->txn != NULL; i++) {
+        const struct chain_link *l = &s->chain->links[i];
+
+        if (l->ops->session_end != NULL)
+            l->ops->session_end(l->instance, s->txn);
+    }
     free_headers(s->result.headers, 0, s->result.header_count);
     free_headers(s->result.late_headers, 0, s->result.late_header_count);
     filter_edits_free(&s->result.edits);
@@ -543,6 +550,7 @@ static struct chain_run *chain_run_start(struct chain_session *s, enum filter_st
 
     assert(s->run == NULL); /* one stage at a time */
     assert(stage < FILTER_STAGES && cb != NULL);
+    s->txn = txn;
     run = chain_run_new(s, stage, late, txn);
     if (run == NULL)
         return NULL;

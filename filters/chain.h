@@ -94,6 +94,8 @@ int chain_set_edit_limits(struct chain *chain, uint64_t body_max, const char *tm
  * txn_action; ACCEPT stays. */
 struct chain_session *chain_session_new(struct chain *chain);
 void chain_session_reset(struct chain_session *s);
+/* Cancels the stage in progress, tells every filter that has one through
+ * its session_end (filter.h), and frees. NULL-safe. */
 void chain_session_free(struct chain_session **s);
 const struct chain_result *chain_session_result(const struct chain_session *s);
 /* Takes the transaction's message edits (chain_result.edits) for the

@@ -145,6 +145,12 @@ struct filter_ops {
      * The late steps of all links run at once on the same message: a late
      * field is not seen by the other links' late steps. */
     int (*late)(void *instance, struct filter_call *call);
+    /* The session ends (NULL: nothing to do): called once, after any call
+     * of it was cancelled, with the txn its stages were given (the same
+     * pointer through a session), for what a filter keeps per session, such
+     * as the milter client's connection. Never called for a session in
+     * which no stage ran. */
+    void (*session_end)(void *instance, const struct filter_txn *txn);
 };
 
 /* For the filter, inside a stage callback or before filter_call_done: */

@@ -1,6 +1,8 @@
 /*
  * milter — see milter.h. The instance keeps its sessions in a list, each
- * found again by the gateway's per-session filter_txn. A stage call makes
+ * found again by the gateway's per-session filter_txn, and closed (QUIT)
+ * when the chain says that session ended, or after idle_timeout. A stage
+ * call makes
  * a plan (milter-steps.c): the commands the milter must have seen for
  * this stage (after a lost connection or a transaction it saw
  * differently: the replay) and the stage's own; the plan runs one step at
@@ -495,6 +497,20 @@ static void milter_cancel(void *instance, struct filter_call *call)
     stage_end(s, -1);
 }
 
+/* The SMTP session is over: its milter connection is closed now (QUIT), not
+ * when idle_timeout finds it unused. */
+static void milter_session_end(void *instance, const struct filter_txn *txn)
+{
+    struct milter *m = instance;
+
+    for (struct milter_sess *s = m->sessions; s != NULL; s = s->next) {
+        if (s->key == txn) {
+            sess_free(s, true);
+            return;
+        }
+    }
+}
+
 const struct filter_ops milter_filter_ops = {
     .name = "milter",
     .stage = {[FILTER_CONNECT] = milter_stage,
@@ -504,6 +520,7 @@ const struct filter_ops milter_filter_ops = {
               [FILTER_DATA] = milter_stage,
               [FILTER_EOM] = milter_stage},
     .cancel = milter_cancel,
+    .session_end = milter_session_end,
 };
 
 /* ---- instances ---- */

@@ -7,7 +7,7 @@ end of message, replies at each stage (reject, tempfail, reply codes one-
 and multi-line, discard, quarantine, accept), every modification, the
 protocol steps and replies a milter leaves out, skip, progress, two milters
 side by side, a connection reused for a session's messages and replayed
-after idle_timeout, the milter put back in step when another filter refused
+after idle_timeout, closed when the session ends, the milter put back in step when another filter refused
 a recipient it took; and the faults: a milter that is down, hangs, answers
 garbage or hangs up (on_error)."""
 import os
@@ -462,6 +462,23 @@ def test_session_reuse_and_idle_replay():
         cleanup(p, sink, m)
 
 
+def test_session_end_closes_the_connection():
+    """When the SMTP session ends, its milter connection is closed (QUIT)
+    at once, not left open until idle_timeout."""
+    m, sink, p = setup(keys={"idle_timeout": "60s"})
+    try:
+        closed = m.log().count("close")  # the harness's probe's
+        with smtplib.SMTP("127.0.0.1", p.port(), timeout=20) as c:
+            c.ehlo("client.test")
+            assert c.sendmail("sender@example.org", ["user@example.test"], message()) == {}
+            time.sleep(0.5)
+            assert m.log().count("close") == closed, m.log()  # kept for the session
+        assert m.wait("close", 5, count=closed + 1), m.log()
+        assert len(sunk(sink, 1)) == 1
+    finally:
+        cleanup(p, sink, m)
+
+
 def test_recipient_refused_by_another_filter():
     """The milter took a recipient that the next filter (dha) refused: at
     DATA it is put back in step (ABORT, then MAIL and the recipients the
@@ -628,6 +645,7 @@ if __name__ == "__main__":
          test_steps_left_out_and_no_reply, test_skip_rest_of_body,
          test_macro_lists_asked_by_the_milter,
          test_configured_macros, test_progress_and_content_timeout, test_two_milters,
-         test_session_reuse_and_idle_replay, test_recipient_refused_by_another_filter,
+         test_session_reuse_and_idle_replay, test_session_end_closes_the_connection,
+         test_recipient_refused_by_another_filter,
          test_milter_down_and_on_error,
          test_misbehaving_milters, test_flags_not_offered_and_every_step_left_out])

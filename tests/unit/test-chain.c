@@ -73,6 +73,9 @@ struct tf {
     bool seen_late;
     int late_calls;
     int edit_rc; /* of a message edit tried in the late step */
+    int ends;    /* session_end calls */
+    const struct filter_txn *end_txn;
+    bool pending_at_end; /* a call was still pending when the session ended */
 };
 
 struct env {
@@ -184,6 +187,15 @@ static void tf_cancel(void *instance, struct filter_call *call)
     event_del(tf->ev);
 }
 
+static void tf_session_end(void *instance, const struct filter_txn *txn)
+{
+    struct tf *tf = instance;
+
+    tf->ends++;
+    tf->end_txn = txn;
+    tf->pending_at_end = tf->call != NULL;
+}
+
 /* ---- fixture ---- */
 
 static void env_build(struct env *env, const struct tf_spec *specs)
@@ -199,6 +211,7 @@ static void env_build(struct env *env, const struct tf_spec *specs)
         tf->env = env;
         tf->ops.name = tf->spec.name;
         tf->ops.cancel = tf_cancel;
+        tf->ops.session_end = tf_session_end;
         for (int st = 0; st < FILTER_STAGES; st++)
             if (stages & (1u << st))
                 tf->ops.stage[st] = tf_stage;
@@ -608,7 +621,8 @@ static void test_run_cancel(void **state)
 }
 
 /* A run whose filters are all done but whose delivery is still queued is
- * cancelled as well; chain_session_free cancels a pending run. */
+ * cancelled as well; chain_session_free cancels a pending run, then calls
+ * every filter's session_end. */
 static void test_cancel_queued_and_free(void **state)
 {
     static const struct tf_spec sync_only[] = {{.name = "sync", .nsym = 1}, {.name = NULL}};
@@ -628,9 +642,21 @@ static void test_cancel_queued_and_free(void **state)
     chain_session_free(&env.s);
     assert_int_equal(env.tf[1].cancels, 1);
     assert_int_equal(env.tf[2].cancels, 1);
+    /* every filter is told the session ended, once, with its txn, after
+     * the cancels */
+    for (size_t i = 0; i < env.n; i++) {
+        assert_int_equal(env.tf[i].ends, 1);
+        assert_ptr_equal(env.tf[i].end_txn, &test_txn);
+        assert_false(env.tf[i].pending_at_end);
+    }
     loop_run_for(env.base, 50);
     assert_int_equal(w.calls, 0);
     env_free(&env);
+
+    /* a session in which no stage ran: nothing to tell */
+    env_build(&env, sync_only);
+    env_free(&env);
+    assert_int_equal(env.tf[0].ends, 0);
 }
 
 static void test_stats(void **state)
