@@ -9,8 +9,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +39,7 @@
 #include "lib/spool.h"
 #include "gateway/worker.h"
 #include "lib/log.h"
+#include "lib/privs.h"
 #include "relay/qmgr.h"
 
 #define MAX_SLOTS 128 /* worker rows in the limits table: two generations */
@@ -65,9 +64,7 @@ struct master {
     unsigned generation;
     unsigned workers;
     int pipe_fd[2];
-    uid_t uid;
-    gid_t gid;
-    bool drop;
+    struct privs privs; /* the workers' user when started as root */
     bool stopping;
     struct event *sigs[4];
     struct event *respawn_timer;
@@ -99,24 +96,12 @@ static void setup_logging(const struct postern_config *cfg)
 
 static int resolve_user(struct master *m)
 {
-    struct passwd *pw;
-    struct group *gr;
+    char error[512];
 
-    m->drop = geteuid() == 0;
-    if (!m->drop)
-        return 0;
-    if ((pw = getpwnam(m->cfg->server.user)) == NULL) {
-        log_error("server.user %s does not exist", m->cfg->server.user);
+    if (privs_resolve(&m->privs, m->cfg->server.user, m->cfg->server.group, error,
+                      sizeof(error)) < 0) {
+        log_error("%s", error);
         return -1;
-    }
-    m->uid = pw->pw_uid;
-    m->gid = pw->pw_gid;
-    if (m->cfg->server.group != NULL) {
-        if ((gr = getgrnam(m->cfg->server.group)) == NULL) {
-            log_error("server.group %s does not exist", m->cfg->server.group);
-            return -1;
-        }
-        m->gid = gr->gr_gid;
     }
     return 0;
 }
@@ -133,16 +118,16 @@ static int prepare_spool(struct master *m)
             log_error("cannot create %s: %s", path, strerror(errno));
             return -1;
         }
-        if (m->drop && chown(path, m->uid, m->gid) < 0)
-            log_warning("cannot chown %s: %s", path, strerror(errno));
+        if (privs_chown(&m->privs, path, error, sizeof(error)) < 0)
+            log_warning("%s", error);
     }
     if (qmgr_fifo_create(m->cfg->server.spool_dir, error, sizeof(error)) < 0) {
         log_error("%s", error);
         return -1;
     }
     snprintf(path, sizeof(path), "%s/%s", m->cfg->server.spool_dir, QMGR_FIFO);
-    if (m->drop && chown(path, m->uid, m->gid) < 0)
-        log_warning("cannot chown %s: %s", path, strerror(errno));
+    if (privs_chown(&m->privs, path, error, sizeof(error)) < 0)
+        log_warning("%s", error);
     if (spool_recover(m->cfg->server.spool_dir, error, sizeof(error)) < 0) {
         log_error("spool recovery: %s", error);
         return -1;
@@ -152,10 +137,10 @@ static int prepare_spool(struct master *m)
 
 static void drop_privileges(const struct master *m)
 {
-    if (!m->drop)
-        return;
-    if (setgroups(1, &m->gid) < 0 || setgid(m->gid) < 0 || setuid(m->uid) < 0) {
-        log_error("cannot drop privileges: %s", strerror(errno));
+    char error[512];
+
+    if (privs_drop(&m->privs, error, sizeof(error)) < 0) {
+        log_error("%s", error);
         _exit(1);
     }
 }

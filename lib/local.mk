@@ -6,6 +6,7 @@ lib_libpostern_a_SOURCES = \
 	lib/address.c lib/address.h \
 	lib/netaddr.c lib/netaddr.h \
 	lib/passwd.c lib/passwd.h \
+	lib/privs.c lib/privs.h \
 	lib/workpool.c lib/workpool.h \
 	lib/tls.c lib/tls.h \
 	lib/dns.c lib/dns.h lib/dns-cache.c lib/dns-cache.h lib/dns-parse.c lib/dns-parse.h \

@@ -5,6 +5,7 @@ milter_libpmilter_a_SOURCES = \
 	milter/pmilter.c milter/pmilter.h \
 	milter/pmilter-loop.c milter/pmilter-private.h \
 	milter/pmilter-edit.c milter/pmilter-edit.h \
+	milter/pmilter-privs.c milter/pmilter-privs.h \
 	milter/pmilter-text.c milter/pmilter-text.h
 
 sbin_PROGRAMS += postern-milter

@@ -22,6 +22,10 @@
  * was signed. Header indexes are the MTA's (Postfix counts from the top of
  * the message as it received it; its own Received: is not shown).
  *
+ * Started as root, pmilter_run opens libmilter's socket first, then
+ * becomes server.user (pmilter-privs.c) and only then builds the filters
+ * and the chain: no filter ever runs as root.
+ *
  * libmilter gives its callbacks no context but the connection's private
  * pointer, so the process-wide part (config, loop, bounds) is one static
  * struct, set before smfi_main starts the threads and only read after.
@@ -37,7 +41,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <libmilter/mfapi.h>
@@ -47,6 +50,7 @@
 #include "lib/log.h"
 #include "milter/pmilter-private.h"
 #include "milter/pmilter-edit.h"
+#include "milter/pmilter-privs.h"
 #include "milter/pmilter-text.h"
 
 #define PM_RCPTS_MAX 10000 /* recipients of one transaction */
@@ -604,6 +608,7 @@ int pmilter_run(const struct pmilter_options *o)
     };
     struct cfg_errors errs = {0};
     struct postern_config *cfg;
+    struct privs privs;
     char error[512];
     sigset_t sigs;
     int ret = 1;
@@ -616,9 +621,8 @@ int pmilter_run(const struct pmilter_options *o)
     cfg_errors_clear(&errs);
     setup_logging(cfg);
     g.cfg = cfg;
-    /* the state store (greylist's LMDB) lives under spool_dir by default */
-    if (mkdir(cfg->server.spool_dir, 0750) < 0 && errno != EEXIST)
-        log_warning("cannot create %s: %s", cfg->server.spool_dir, strerror(errno));
+    if (pmilter_privs_prepare(cfg, &privs) < 0)
+        goto out;
     g.tmp_dir = o->tmp_dir != NULL ? o->tmp_dir : getenv("TMPDIR");
     if (g.tmp_dir == NULL || g.tmp_dir[0] == '\0')
         g.tmp_dir = "/tmp";
@@ -630,16 +634,20 @@ int pmilter_run(const struct pmilter_options *o)
     sigaddset(&sigs, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
-    if (ploop_start(cfg, o->filters, &g.loop, error, sizeof(error)) < 0) {
-        log_error("%s", error);
-        goto out;
-    }
-    g.timeout_ms = o->timeout_ms != 0 ? o->timeout_ms : ploop_max_timeout(g.loop) + 5000;
+    /* the socket is bound before the drop (a port below 1024, a unix
+     * socket in a directory only root writes); the filters after it */
     if (smfi_setconn(mut(o->socket)) != MI_SUCCESS || smfi_register(desc) != MI_SUCCESS ||
         smfi_opensocket(true) != MI_SUCCESS) {
         log_error("cannot listen on %s", o->socket);
         goto out;
     }
+    if (pmilter_privs_drop(cfg, &privs, g.tmp_dir) < 0)
+        goto out;
+    if (ploop_start(cfg, o->filters, &g.loop, error, sizeof(error)) < 0) {
+        log_error("%s", error);
+        goto out;
+    }
+    g.timeout_ms = o->timeout_ms != 0 ? o->timeout_ms : ploop_max_timeout(g.loop) + 5000;
     log_info("listening on %s (stage timeout %u ms)", o->socket, g.timeout_ms);
     ret = smfi_main() == MI_SUCCESS ? 0 : 1;
     /* smfi_main does not wait for the sessions' threads: give them 5 s to

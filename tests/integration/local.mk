@@ -31,7 +31,7 @@ INTEGRATION_TESTS += tests/integration/test_postern_milter.py
 INTEGRATION_TESTS += tests/integration/test_broken_mime.py
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/harness.py \
-	tests/integration/make-test-ca.sh
+	tests/integration/pmilter_fixture.py tests/integration/make-test-ca.sh
 TEST_EXTENSIONS = .py .sh
 PY_LOG_COMPILER = python3
 SH_LOG_COMPILER = $(SHELL)

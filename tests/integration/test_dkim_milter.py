@@ -12,20 +12,16 @@ change after signing does not). Inbound mail (a client outside
 relay.trusted_networks) is not signed. Postfix is started as SERVICES.md
 says (bench/relay_bench.py's Postfix class); needs root."""
 import os
-import shutil
-import signal
 import smtplib
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 
-from harness import BUILD, SRC, Postern, Sink, Skip, free_port, run, skip
+from harness import Sink, run, skip
+from pmilter_fixture import MILTER, Milter, MilterPostfix, postfix_class
 from test_dkim import Keys, SINK_FIELDS, as_crlf, dkimpy_verifies_at, edited_message, start_nsd
 from test_milter import TestMilter
 
-MILTER = os.path.join(BUILD, "postern-milter")
+RELAY = 'local_domains = ["example.test"]; trusted_networks = ["%s"];'
 FILTERS = ('filters = ( { name = "dkim"; sign_headers = [ "from", "to", "subject", "date", '
            '"message-id", "mime-version", "content-type", "x-inserted", "x-spam-status" ]; '
            'oversign_headers = [ "from", "subject", "x-spam-status" ]; '
@@ -33,59 +29,6 @@ FILTERS = ('filters = ( { name = "dkim"; sign_headers = [ "from", "to", "subject
            '  { name = "attachments"; rules = ( { id = "batch"; extensions = [ "bat" ]; '
            'action = "strip"; } ); },\n'
            '  { name = "milter"; address = "%s"; } );\n')
-
-
-def postfix_class():
-    """bench/relay_bench.py's private Postfix (SERVICES.md's recipe)."""
-    if shutil.which("postfix") is None or shutil.which("postconf") is None:
-        raise Skip("Postfix is not installed (Debian package postfix)")
-    if os.geteuid() != 0:
-        raise Skip("a private Postfix instance needs root")
-    sys.path.insert(0, os.path.join(SRC, "bench"))
-    from relay_bench import Postfix
-    return Postfix
-
-
-class Milter:
-    """postern-milter on a free loopback port with a posternd config whose
-    trusted network is 127.0.0.1 (Postfix's client here); stopped by its
-    pid."""
-
-    def __init__(self, extra, trusted="127.0.0.1/32"):
-        self.port = free_port()
-        self.cfg = Postern(relay='local_domains = ["example.test"]; trusted_networks = ["%s"];'
-                           % trusted, extra=extra)
-        self.logfile = os.path.join(self.cfg.dir, "milter.log")
-        self.log_fd = open(self.logfile, "w")
-        self.proc = subprocess.Popen(
-            [MILTER, "-c", self.cfg.conf, "-l", "inet:%d@127.0.0.1" % self.port,
-             "-T", self.cfg.dir], stdout=self.log_fd, stderr=subprocess.STDOUT)
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                if self.proc.poll() is not None:
-                    break
-                time.sleep(0.05)
-        raise RuntimeError("postern-milter did not start: " + self.log())
-
-    def log(self):
-        with open(self.logfile, errors="replace") as f:
-            return f.read()
-
-    def cleanup(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log_fd.close()
-        self.final_log = self.log()  # with what a sanitizer said at exit
-        self.cfg.cleanup()
 
 
 class Setup:
@@ -97,7 +40,7 @@ class Setup:
         self.parts = []
         self.milters = []
         try:
-            Postfix = postfix_class()
+            postfix_class()  # skips early without Postfix or root
             self.keys = Keys()
             self.parts.append(self.keys)
             self.nsd = start_nsd(self.keys)
@@ -105,38 +48,20 @@ class Setup:
             self.test_milter = TestMilter(kind="inet")
             self.parts.append(self.test_milter)
             extra = FILTERS % (self.keys.key, self.test_milter.address)
-            self.milter = Milter(extra)
-            self.inbound_milter = Milter(extra, trusted="127.0.0.100/32")
+            self.milter = Milter(extra, relay=RELAY % "127.0.0.1/32")
+            self.inbound_milter = Milter(extra, relay=RELAY % "127.0.0.100/32")
             for m in (self.milter, self.inbound_milter):
                 self.parts.append(m)
                 self.milters.append(m)
             self.sink = Sink()
             self.parts.append(self.sink)
-            self.workdir = tempfile.mkdtemp(prefix="postern-pfx-")
-            os.chmod(self.workdir, 0o755)
-            self.postfix = Postfix(self.workdir, self.sink.port)
-            self.postfix.cleanup = self.stop_postfix
+            self.postfix = MilterPostfix(self.sink.port, self.milter.port,
+                                         {"inbound": self.inbound_milter.port})
             self.parts.append(self.postfix)
-            self.postfix._postconf("-e", "smtpd_milters = inet:127.0.0.1:%d" % self.milter.port,
-                                   "milter_default_action = tempfail",
-                                   "milter_protocol = 6",
-                                   "milter_command_timeout = 60s",
-                                   "milter_content_timeout = 60s")
-            self.inbound_port = free_port()
-            self.postfix._postconf(
-                "-M", "127.0.0.1:%d/inet = 127.0.0.1:%d inet n - n - - smtpd "
-                "-o smtpd_milters=inet:127.0.0.1:%d"
-                % (self.inbound_port, self.inbound_port, self.inbound_milter.port))
-            subprocess.run(["postfix", "-c", self.postfix.etc, "reload"], check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(1)
+            self.inbound_port = self.postfix.ports["inbound"]
         except Exception:
             self.cleanup()
             raise
-
-    def stop_postfix(self):
-        self.postfix.stop()
-        shutil.rmtree(self.workdir, ignore_errors=True)
 
     def cleanup(self):
         for p in reversed(self.parts):

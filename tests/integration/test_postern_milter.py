@@ -16,78 +16,30 @@ inserted, the body replaced, sender changed, a recipient added and one
 removed, as smtp-sink's dump shows). A third one, whose spamd never
 answers (a socket never accepted) and whose stage timeout (-t 1000) is
 shorter than the filter's, answers 451 4.3.0 within the bound and serves
-the next session too. Postfix is started as SERVICES.md says
+the next session too. Started as root (as here), each postern-milter
+runs as the config's server.user / server.group (the harness's nobody /
+nogroup) once it listens, with the greylist's LMDB directory given to
+that user; one whose server.user or server.group does not exist exits
+non-zero at once, naming it. Postfix is started as SERVICES.md says
 (bench/relay_bench.py's Postfix class: own config dir, queue and log in a
 temp dir, loopback only, relayhost = the sink)."""
 import email.utils
+import grp
 import os
-import shutil
-import signal
+import pwd
 import smtplib
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 from test_milter import TestMilter
-from harness import (BUILD, EICAR, SIGNATURE, SPAM_MARKER, SRC, Postern, Sink, Skip, Spamd, clamd,
-                     free_port, run, skip)
+from harness import (EICAR, SIGNATURE, SPAM_MARKER, Postern, Sink, Skip, Spamd, clamd, free_port,
+                     run, skip)
+from pmilter_fixture import GROUP, MILTER, USER, Milter, MilterPostfix, postfix_class
 
-MILTER = os.path.join(BUILD, "postern-milter")
 MARKER = SPAM_MARKER
 DELAY = 2.0
-
-
-def postfix_class():
-    """bench/relay_bench.py's private Postfix (SERVICES.md's recipe)."""
-    if shutil.which("postfix") is None or shutil.which("postconf") is None:
-        raise Skip("Postfix is not installed (Debian package postfix)")
-    if os.geteuid() != 0:
-        raise Skip("a private Postfix instance needs root")
-    sys.path.insert(0, os.path.join(SRC, "bench"))
-    from relay_bench import Postfix
-    return Postfix
-
-
-class Milter:
-    """postern-milter on a free loopback port with a posternd config whose
-    filters are clamd, spamd and greylist; stopped by its pid."""
-
-    def __init__(self, extra, args=()):
-        self.port = free_port()
-        self.cfg = Postern(extra=extra)
-        self.logfile = os.path.join(self.cfg.dir, "milter.log")
-        self.log_fd = open(self.logfile, "w")
-        self.proc = subprocess.Popen(
-            [MILTER, "-c", self.cfg.conf, "-l", "inet:%d@127.0.0.1" % self.port,
-             "-T", self.cfg.dir] + list(args), stdout=self.log_fd, stderr=subprocess.STDOUT)
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                if self.proc.poll() is not None:
-                    break
-                time.sleep(0.05)
-        raise RuntimeError("postern-milter did not start: " + self.log())
-
-    def log(self):
-        with open(self.logfile, errors="replace") as f:
-            return f.read()
-
-    def cleanup(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log_fd.close()
-        self.final_log = self.log()  # with what a sanitizer said at exit
-        self.cfg.cleanup()
 
 
 class Setup:
@@ -96,7 +48,7 @@ class Setup:
     def __init__(self):
         self.parts = []
         try:
-            Postfix = postfix_class()
+            postfix_class()  # skips early without Postfix or root
             self.clamd = clamd()
             try:
                 self.spamd = Spamd()
@@ -129,37 +81,15 @@ class Setup:
             self.parts.append(self.hang_milter)
             self.sink = Sink()
             self.parts.append(self.sink)
-            self.workdir = tempfile.mkdtemp(prefix="postern-pfx-")
-            os.chmod(self.workdir, 0o755)
-            self.postfix = Postfix(self.workdir, self.sink.port)
-            self.postfix.cleanup = self.stop_postfix
+            self.postfix = MilterPostfix(self.sink.port, self.milter.port,
+                                         {"edit": self.edit_milter.port,
+                                          "hang": self.hang_milter.port})
             self.parts.append(self.postfix)
-            self.postfix._postconf("-e", "smtpd_milters = inet:127.0.0.1:%d" % self.milter.port,
-                                   "milter_default_action = tempfail",
-                                   "milter_protocol = 6",
-                                   "milter_command_timeout = 60s",
-                                   "milter_content_timeout = 60s")
-            # a second smtpd whose milter is the editing one
-            self.edit_port = free_port()
-            self.postfix._postconf(
-                "-M", "127.0.0.1:%d/inet = 127.0.0.1:%d inet n - n - - smtpd "
-                "-o smtpd_milters=inet:127.0.0.1:%d"
-                % (self.edit_port, self.edit_port, self.edit_milter.port))
-            self.hang_port = free_port()
-            self.postfix._postconf(
-                "-M", "127.0.0.1:%d/inet = 127.0.0.1:%d inet n - n - - smtpd "
-                "-o smtpd_milters=inet:127.0.0.1:%d"
-                % (self.hang_port, self.hang_port, self.hang_milter.port))
-            subprocess.run(["postfix", "-c", self.postfix.etc, "reload"], check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(1)
+            self.edit_port = self.postfix.ports["edit"]
+            self.hang_port = self.postfix.ports["hang"]
         except Exception:
             self.cleanup()
             raise
-
-    def stop_postfix(self):
-        self.postfix.stop()
-        shutil.rmtree(self.workdir, ignore_errors=True)
 
     def cleanup(self):
         for p in reversed(self.parts):
@@ -226,6 +156,70 @@ def delivered(s, text, timeout=20):
         time.sleep(0.1)
     raise AssertionError("not delivered: %s\n%s\n%s" % (text, s.postfix.log_tail(),
                                                         s.milter.log()))
+
+
+def ids(status, name):
+    """The numbers of /proc/PID/status's line name (Uid:, Gid:, Groups:)."""
+    for line in status.splitlines():
+        if line.startswith(name + ":"):
+            return [int(x) for x in line.split()[1:]]
+    raise AssertionError("no %s line in %s" % (name, status))
+
+
+def test_runs_as_configured_user():
+    s = setup()
+    uid, gid = pwd.getpwnam(USER).pw_uid, grp.getgrnam(GROUP).gr_gid
+    for m in (s.milter, s.edit_milter, s.hang_milter):
+        with open("/proc/%d/status" % m.proc.pid) as f:
+            status = f.read()
+        # real, effective, saved and file-system ids; no other group
+        assert ids(status, "Uid") == [uid] * 4, (status, m.log())
+        assert ids(status, "Gid") == [gid] * 4, (status, m.log())
+        assert ids(status, "Groups") in ([], [gid]), (status, m.log())
+        assert "running as user %s" % USER in m.log(), m.log()
+    # the greylist's LMDB (spool_dir/state) made and written as that user
+    state = os.path.join(s.milter.cfg.spool, "state")
+    for path in (s.milter.cfg.spool, state, os.path.join(state, "data.mdb")):
+        st = os.stat(path)
+        assert (st.st_uid, st.st_gid) == (uid, gid), (path, st, s.milter.log())
+
+
+def unknown_user(old, new, name):
+    """postern-milter with old replaced by new in its config exits non-zero
+    within a few seconds, with a message naming name, and never listens
+    (the config has a filter: only the user stops it)."""
+    cfg = Postern(extra='filters = ( { name = "greylist"; } );\n')
+    try:
+        with open(cfg.conf) as f:
+            text = f.read()
+        assert old in text, text
+        with open(cfg.conf, "w") as f:
+            f.write(text.replace(old, new))
+        port = free_port()
+        start = time.time()
+        p = subprocess.Popen([MILTER, "-c", cfg.conf, "-l", "inet:%d@127.0.0.1" % port],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            out = p.communicate(timeout=10)[0].decode(errors="replace")
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out = p.communicate()[0].decode(errors="replace")
+            raise AssertionError("postern-milter still runs with %s: %s" % (new, out))
+        assert p.returncode != 0, out
+        assert time.time() - start < 5, out
+        assert name in out and "does not exist" in out, out
+        assert "listening" not in out, out
+    finally:
+        cfg.cleanup()
+
+
+def test_unknown_user_exits_at_once():
+    if os.geteuid() != 0:
+        raise Skip("postern-milter changes user only when started as root")
+    unknown_user('user = "%s";' % USER, 'user = "postern-no-such-user";',
+                 "server.user postern-no-such-user")
+    unknown_user('group = "%s";' % GROUP, 'group = "postern-no-such-group";',
+                 "server.group postern-no-such-group")
 
 
 def test_new_triplet_greylisted():
@@ -317,7 +311,8 @@ def test_stage_timeout_tempfails_and_milter_goes_on():
 try:
     if not os.access(MILTER, os.X_OK):
         skip("postern-milter not built at " + MILTER)
-    run([test_new_triplet_greylisted, test_eicar_rejected_at_end_of_data,
+    run([test_runs_as_configured_user, test_unknown_user_exits_at_once,
+         test_new_triplet_greylisted, test_eicar_rejected_at_end_of_data,
          test_spam_tagged_and_delivered, test_message_edits_applied_by_postfix,
          test_stage_timeout_tempfails_and_milter_goes_on])
 finally:
