@@ -48,6 +48,26 @@ class Skip(Exception):
     and goes on with the others (the file exits 77 only if all skipped)."""
 
 
+def wait_for(pred, timeout=10, step=0.05):
+    """pred()'s first true value within timeout seconds, else its last."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return pred()
+
+
+def tool(name):
+    """The path of a program in the system's bin and sbin directories;
+    Skip when it is not installed."""
+    for d in ("/usr/sbin", "/usr/bin", "/sbin", "/bin"):
+        if os.access(os.path.join(d, name), os.X_OK):
+            return os.path.join(d, name)
+    raise Skip("%s is not installed" % name)
+
+
 def free_port(host="127.0.0.1"):
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family) as s:

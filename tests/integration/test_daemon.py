@@ -9,22 +9,12 @@ import subprocess
 import tempfile
 import time
 
-from harness import POSTERND, SRC, Postern, Raw, children, proc_stat, procs_of, run
+from harness import POSTERND, Postern, Raw, SRC, children, proc_stat, procs_of, run, wait_for
 
 MSG = b"Subject: daemon test\r\n\r\nhello\r\n"
 
 
 # ---- helpers ----
-
-
-def wait_for(pred, timeout=5, step=0.05):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
 
 
 def wait_workers(p, n, timeout=5):

@@ -13,7 +13,7 @@ import smtplib
 import subprocess
 import time
 
-from harness import BUILD, Postern, Sink, free_port, run
+from harness import BUILD, Postern, Sink, free_port, run, wait_for
 
 RELAY = 'local_domains = ["example.test", "hold.test"]; trusted_networks = ["127.0.0.100/32"];'
 
@@ -37,15 +37,6 @@ def send(p, body):
 def held(p):
     d = os.path.join(p.spool, "hold")
     return sorted(os.listdir(d)) if os.path.isdir(d) else []
-
-
-def wait_for(cond, timeout=10):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def deferred_then_held(sink_port, body):

@@ -20,26 +20,10 @@ import subprocess
 import tempfile
 import time
 
-from harness import Postern, Sink, Skip, free_port, run
+from harness import Postern, Sink, Skip, free_port, run, tool, wait_for
 
 FROM = "alice@example.org"
 BODY = "A message to sign.\r\nSecond line.\r\n"
-
-
-def tool(name):
-    for d in ("/usr/sbin", "/usr/bin", "/sbin", "/bin"):
-        if os.path.exists(os.path.join(d, name)):
-            return os.path.join(d, name)
-    raise Skip("%s is not installed" % name)
-
-
-def wait_for(cond, timeout=10):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def listening(port):

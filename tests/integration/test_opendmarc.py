@@ -41,7 +41,7 @@ import subprocess
 import tempfile
 import time
 
-from harness import Nsd, Postern, Sink, Skip, run
+from harness import Nsd, Postern, Sink, Skip, run, tool, wait_for
 
 AUTHSERV_ID = "dmarc.postern.test"
 CLIENT = "192.0.2.10"  # handed over by XCLIENT (see above), never contacted
@@ -55,22 +55,6 @@ ZONE = "\n".join([
     'none IN TXT "v=spf1 ip4:192.0.2.1 -all"',
     '_dmarc.none IN TXT "v=DMARC1; p=none"',
 ]) + "\n"
-
-
-def tool(name):
-    for d in ("/usr/sbin", "/usr/bin", "/sbin", "/bin"):
-        if os.access(os.path.join(d, name), os.X_OK):
-            return os.path.join(d, name)
-    raise Skip("%s is not installed" % name)
-
-
-def wait_for(cond, timeout=10):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def stop(proc, timeout=10):

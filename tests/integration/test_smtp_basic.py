@@ -12,7 +12,7 @@ import struct
 import subprocess
 import time
 
-from harness import Postern, Raw, run
+from harness import Postern, Raw, run, wait_for
 
 _instances = {}
 
@@ -91,15 +91,6 @@ def queued_id(reply_text):
 def tmp_files(p):
     d = os.path.join(p.spool, "tmp")
     return sorted(os.listdir(d)) if os.path.isdir(d) else []
-
-
-def wait_for(pred, timeout=5):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return pred()
 
 
 def send_message(r, sender="a@sender.test", rcpts=("u@example.test",), body=MSG):
