@@ -1,7 +1,8 @@
 """Helpers shared by the bench/*.py scripts: free loopback ports, a
 redis-server, nsd, smtp-sink and posternd of our own (SERVICES.md recipes,
-state in the benchmark's temp dir, stopped by pid; nsd's config and probe
-and spamd's site config come from tests/integration/harness.py), the optimized build, machine noise
+state in the benchmark's temp dir, stopped by pid; redis-server, nsd's
+config and probe and spamd's site config come from
+tests/integration/harness.py), the optimized build, machine noise
 (load average, CPU pressure), medians and percentiles. Everything binds
 127.0.0.1; every wait has a deadline."""
 import os
@@ -19,9 +20,10 @@ WORKDIR_PARENT = os.environ.get("BENCH_TMPDIR", "/var/tmp")  # a disk, never tmp
 BUILD_DIR = os.environ.get("BENCH_BUILD", os.path.join(WORKDIR_PARENT, "postern-bench-build"))
 
 # the integration tests' harness (importing it only defines things), for
-# nsd's config and probe here and spamd's site config in content_bench.py
+# redis-server (for the benches), nsd's config and probe here and spamd's site
+# config in content_bench.py
 sys.path.append(os.path.join(SRC, "tests", "integration"))
-from harness import soa_answers, write_nsd_conf  # noqa: E402
+from harness import Redis, soa_answers, write_nsd_conf  # noqa: E402,F401 (Redis: re-exported)
 
 
 def log(msg):
@@ -106,51 +108,6 @@ def user_opts():
     if os.geteuid() == 0:
         return "nobody", "nogroup"
     return os.environ.get("USER", "root"), None
-
-
-class Redis:
-    """redis-server on a free loopback port, no persistence, its dir in workdir
-    (SERVICES.md); our child, stopped by pid."""
-
-    def __init__(self, workdir):
-        self.dir = os.path.join(workdir, "redis")
-        os.makedirs(self.dir)
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
-             "--save", "", "--appendonly", "no", "--logfile",
-             os.path.join(self.dir, "redis.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while self.command("PING") != b"+PONG":
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                self.stop()
-                raise RuntimeError("redis-server did not start")
-            time.sleep(0.05)
-
-    def address(self):
-        return "127.0.0.1:%d" % self.port
-
-    def command(self, *args, timeout=30.0):
-        """Sends one command (RESP); returns the first reply line, or None."""
-        req = b"*%d\r\n" % len(args) + b"".join(
-            b"$%d\r\n%s\r\n" % (len(a), a) for a in
-            (x if isinstance(x, bytes) else str(x).encode() for x in args))
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as c:
-                c.sendall(req)
-                data = b""
-                while not data.endswith(b"\r\n"):
-                    chunk = c.recv(4096)
-                    if not chunk:
-                        break
-                    data += chunk
-                return data.split(b"\r\n", 1)[0]
-        except OSError:
-            return None
-
-    def stop(self):
-        stop_proc(self.proc)
 
 
 class Nsd:

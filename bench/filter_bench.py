@@ -147,7 +147,7 @@ class Bench:
         else:
             args += ["--config", self.config(system)]
             if system.endswith("redis"):
-                self.redis.command("FLUSHALL")
+                self.redis.command("FLUSHALL", timeout=30.0)
         errlog = os.path.join(self.workdir, "%s-%d.err" % (system, self.serial))
         try:
             with open(errlog, "wb") as err:

@@ -352,12 +352,13 @@ class Nsd:
 class Redis:
     """redis-server on a free loopback port, its state in a temp dir
     (SERVICES.md); in the foreground as our child so that tests can stop it
-    (stop), hang it (pause: SIGSTOP) and let it go on (resume)."""
+    (stop), hang it (pause: SIGSTOP) and let it go on (resume). parent: where
+    the temp dir goes (the benchmarks' work dir; default the system's)."""
 
-    def __init__(self):
+    def __init__(self, parent=None):
         if shutil.which("redis-server") is None:
             raise Skip("redis-server is not installed")
-        self.dir = tempfile.mkdtemp(prefix="postern-redis-")
+        self.dir = tempfile.mkdtemp(prefix="postern-redis-", dir=parent)
         self.port = free_port()
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
