@@ -826,7 +826,12 @@ static void recover_move_corrupt(struct recover *rc, const char *name, const cha
 }
 
 /* A file in queue/ or hold/: kept when complete, removed when it lacks its
- * end marker (never acknowledged), moved to corrupt/ when unreadable. */
+ * end marker (never acknowledged), moved to corrupt/ when unreadable.
+ * Also removed: a complete file whose envelope names another queue id. A
+ * file is renamed into queue/ before it is flushed, and a file from the
+ * pool still holds the delivered message it held before; after a crash in
+ * between, its new name can show that old content, which must not be
+ * delivered again (the new message was never acknowledged). */
 static void recover_queue_entry(struct recover *rc, const char *name)
 {
     struct spool_envelope *env = NULL;
@@ -839,6 +844,8 @@ static void recover_queue_entry(struct recover *rc, const char *name)
         return;
     }
     ret = spool_read_envelope(path, &env, NULL, NULL, error, sizeof(error));
+    if (ret == 0 && strcmp(env->queue_id, name) != 0)
+        recover_remove(rc, name, " (the content of an older message: a reused file)");
     spool_envelope_free(&env);
     if (ret == 1)
         recover_remove(rc, name, strcmp(rc->sub, "hold") == 0 ? " (hold/)" : "");

@@ -115,11 +115,12 @@ void spool_msg_detach(struct spool_msg *msg);
  * NULL-safe. */
 void spool_msg_abort(struct spool_msg **msg);
 
-/* Start-up scan, before any worker runs: removes every file in tmp/ and every
- * file in queue/ or hold/ without its end marker, logging each with its name;
- * moves unreadable or corrupt ones to corrupt/; keeps every complete file in
- * queue/ and hold/ where it is. Returns the number removed or moved, -1 with
- * error when the directories cannot be read. */
+/* Start-up scan, before any worker runs: empties free/; removes every file
+ * in tmp/ and every file in queue/ or hold/ without its end marker or whose
+ * envelope names another queue id, logging each with its name; moves
+ * unreadable or corrupt ones to corrupt/; keeps every other complete file in
+ * queue/ and hold/ where it is. Returns the number removed or moved (free/
+ * not counted), -1 with error when the directories cannot be read. */
 int spool_recover(const char *dir, char *error, size_t errsize);
 
 #endif

@@ -704,6 +704,10 @@ static void plant_recover_files(struct fixture *fx)
     write_spool_file(path, 4, eoff, "queue_id BADREC\nbogus 1\nEND\n");
     queue_path(fx, "queue", "BADSIZE", path, sizeof(path));
     write_spool_file(path, 4, eoff, "queue_id B\nsender a\nreceived 1\nsize 5\nrcpt b 0\nEND\n");
+    /* a reused file renamed, its new content lost in a crash: the old
+     * message's, under another id */
+    queue_path(fx, "queue", "STALE", path, sizeof(path));
+    write_spool_file(path, 4, eoff, "queue_id OLDER\nsender a\nreceived 1\nsize 4\nrcpt b 0\nEND\n");
 }
 
 static void test_recover(void **state)
@@ -721,9 +725,11 @@ static void test_recover(void **state)
     check_read(fx, "BADSIZE", -1);
     check_read(fx, "MISSING", -1);
 
-    assert_int_equal(spool_recover(fx->spool_dir, error, sizeof(error)), 8);
+    assert_int_equal(spool_recover(fx->spool_dir, error, sizeof(error)), 9);
     assert_int_equal(count_files(fx->spool_dir, "tmp"), 0);
     assert_int_equal(count_files(fx->spool_dir, "queue"), 2);
+    queue_path(fx, "queue", "STALE", path, sizeof(path));
+    assert_false(exists(path));
     queue_path(fx, "queue", "GOOD", path, sizeof(path));
     assert_true(exists(path));
     assert_int_equal(count_files(fx->spool_dir, "corrupt"), 3);
