@@ -118,7 +118,7 @@ static int prepare_spool(struct master *m)
             log_error("cannot create %s: %s", path, strerror(errno));
             return -1;
         }
-        if (privs_chown(&m->privs, path, error, sizeof(error)) < 0)
+        if (privs_chown(&m->privs, path, i == 0, error, sizeof(error)) < 0)
             log_warning("%s", error);
     }
     if (qmgr_fifo_create(m->cfg->server.spool_dir, error, sizeof(error)) < 0) {
@@ -126,7 +126,7 @@ static int prepare_spool(struct master *m)
         return -1;
     }
     snprintf(path, sizeof(path), "%s/%s", m->cfg->server.spool_dir, QMGR_FIFO);
-    if (privs_chown(&m->privs, path, error, sizeof(error)) < 0)
+    if (privs_chown(&m->privs, path, false, error, sizeof(error)) < 0)
         log_warning("%s", error);
     if (spool_recover(m->cfg->server.spool_dir, error, sizeof(error)) < 0) {
         log_error("spool recovery: %s", error);

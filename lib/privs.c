@@ -35,9 +35,13 @@ int privs_resolve(struct privs *p, const char *user, const char *group, char *er
     return 0;
 }
 
-int privs_chown(const struct privs *p, const char *path, char *error, size_t errsize)
+int privs_chown(const struct privs *p, const char *path, bool follow, char *error,
+                size_t errsize)
 {
-    if (p->drop && chown(path, p->uid, p->gid) < 0) {
+    /* not following: the user owns the directories these paths are in
+     * after the first run, and could have put a symlink to a file of root's
+     * in their place */
+    if (p->drop && (follow ? chown(path, p->uid, p->gid) : lchown(path, p->uid, p->gid)) < 0) {
         snprintf(error, errsize, "cannot chown %s: %s", path, strerror(errno));
         return -1;
     }

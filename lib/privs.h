@@ -31,9 +31,13 @@ struct privs {
 int privs_resolve(struct privs *p, const char *user, const char *group, char *error,
                   size_t errsize);
 
-/* Gives path to p's user and group; does nothing unless p->drop. Returns
- * 0, or -1 with "cannot chown PATH: reason" in error. */
-int privs_chown(const struct privs *p, const char *path, char *error, size_t errsize);
+/* Gives path to p's user and group; does nothing unless p->drop. follow:
+ * path is the admin's (spool_dir itself: its parent is not the user's), so
+ * a symlink there is followed; otherwise a symlink itself is changed,
+ * never what it points to (a path inside a directory the user owns).
+ * Returns 0, or -1 with "cannot chown PATH: reason" in error. */
+int privs_chown(const struct privs *p, const char *path, bool follow, char *error,
+                size_t errsize);
 
 /* Becomes p's user (does nothing unless p->drop): setgroups to p->gid
  * alone, setgid, setuid; then checks that the real and effective ids are

@@ -862,7 +862,8 @@ static int recover_scan(struct recover *rc, const char *sub,
 
     rc->changed = false;
     rc->sub = sub;
-    rc->sub_fd = openat(rc->dir_fd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    /* O_NOFOLLOW: this runs as root in a directory the workers' user owns */
+    rc->sub_fd = openat(rc->dir_fd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
     if (rc->sub_fd < 0 && errno == ENOENT)
         return 0;
     if (rc->sub_fd < 0 || (d = fdopendir(rc->sub_fd)) == NULL) {

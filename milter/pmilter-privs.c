@@ -17,14 +17,15 @@
 #include "lib/kv.h"
 #include "lib/log.h"
 
-/* Makes dir (mode) when missing and gives it to p's user. */
-static void own_dir(const struct privs *p, const char *dir, mode_t mode)
+/* Makes dir (mode) when missing and gives it to p's user (follow: as
+ * privs_chown's). */
+static void own_dir(const struct privs *p, const char *dir, mode_t mode, bool follow)
 {
     char error[512];
 
     if (mkdir(dir, mode) < 0 && errno != EEXIST)
         log_warning("cannot create %s: %s", dir, strerror(errno));
-    else if (privs_chown(p, dir, error, sizeof(error)) < 0)
+    else if (privs_chown(p, dir, follow, error, sizeof(error)) < 0)
         log_warning("%s", error);
 }
 
@@ -41,10 +42,10 @@ static void own_state(const struct postern_config *cfg, const struct privs *p)
         snprintf(dir, sizeof(dir), "%s", st->lmdb_dir);
     else
         snprintf(dir, sizeof(dir), "%s/state", cfg->server.spool_dir);
-    own_dir(p, dir, 0700);
+    own_dir(p, dir, 0700, st->lmdb_dir != NULL); /* the admin's, or in spool_dir */
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
         snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
-        if (access(path, F_OK) == 0 && privs_chown(p, path, error, sizeof(error)) < 0)
+        if (access(path, F_OK) == 0 && privs_chown(p, path, false, error, sizeof(error)) < 0)
             log_warning("%s", error);
     }
 }
@@ -58,7 +59,7 @@ int pmilter_privs_prepare(const struct postern_config *cfg, struct privs *p)
         return -1;
     }
     /* the state store (greylist's LMDB) lives under spool_dir by default */
-    own_dir(p, cfg->server.spool_dir, 0750);
+    own_dir(p, cfg->server.spool_dir, 0750, true);
     if (p->drop)
         own_state(cfg, p);
     return 0;

@@ -3,6 +3,7 @@ crashes and restarts, kill -9 durability, SIGTERM and SIGHUP handling, and
 spool recovery at start-up."""
 import os
 import re
+import shutil
 import signal
 import smtplib
 import subprocess
@@ -540,6 +541,37 @@ def test_spool_recovery():
         p.cleanup()
 
 
+def test_spool_symlinks_not_followed():
+    """The master prepares and scans the spool as root, in directories the
+    workers' user owns: a symlink that user put in place of queue/ is not
+    followed, so the directory it points to is neither given to the user
+    nor scanned (posternd refuses to start, saying why)."""
+    if os.geteuid() != 0:
+        print("not root: the spool is never chowned; skipped")
+        return
+    p = Postern(workers=1).start()
+    victim = tempfile.mkdtemp(prefix="postern-victim-")
+    try:
+        p.stop()
+        name = "0123456789ABCDEF0123"  # what a scan of queue/ would move aside
+        with open(os.path.join(victim, name), "w") as f:
+            f.write("not a spool file\n")
+        shutil.rmtree(os.path.join(p.spool, "queue"))
+        os.symlink(victim, os.path.join(p.spool, "queue"))
+        try:
+            p.start()
+            started = True
+        except RuntimeError:
+            started = False
+        assert not started, p.log()
+        assert "spool recovery" in p.log(), p.log()
+        assert os.listdir(victim) == [name]
+        assert os.stat(victim).st_uid == 0 and os.stat(os.path.join(victim, name)).st_uid == 0
+    finally:
+        p.cleanup()
+        shutil.rmtree(victim, ignore_errors=True)
+
+
 run([test_check_valid_config, test_check_unknown_key, test_check_bad_type,
      test_check_filter_values, test_check_out_of_range, test_check_unknown_section,
      test_check_bad_listener_address,
@@ -547,4 +579,4 @@ run([test_check_valid_config, test_check_unknown_key, test_check_bad_type,
      test_worker_crash_mid_data, test_connections_spread_over_workers,
      test_accepted_message_survives_kill_9,
      test_master_kill_9_mid_data, test_sigterm_idle_session, test_sigterm_after_final_dot,
-     test_sighup_reload_mid_session, test_spool_recovery])
+     test_sighup_reload_mid_session, test_spool_recovery, test_spool_symlinks_not_followed])
