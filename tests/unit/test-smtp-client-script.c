@@ -308,154 +308,167 @@ static void script_ok(struct script *s, size_t nsteps)
         fail_msg("script: %u of %zu steps: %s", done, nsteps, s->error);
 }
 
+/* How many steps the server finishes when the client does as scripted:
+ * all of them, or those before the first that hangs or closes. */
+static size_t script_len(const struct step *steps)
+{
+    size_t n = 0;
+
+    while ((steps[n].expect != NULL || steps[n].reply != NULL || steps[n].flags) &&
+           !(steps[n].flags & (STEP_HANG | STEP_CLOSE)))
+        n++;
+    return n;
+}
+
 #define EHLO_PIPELINING "250-script\r\n250-PIPELINING\r\n250 ENHANCEDSTATUSCODES\r\n"
 
 /* ---- scripted tests ---- */
 
 /* One RCPT accepted, one 5xx, one 4xx, one accepted; all in one write. */
-static void test_script_rcpt_mix(void **state)
-{
-    static const struct step steps[] = {
-        {NULL, "220 script ESMTP\r\n", 0},
-        {"EHLO client.test", "250-script\r\n250-PIPELINING\r\n250 SIZE 1000000\r\n", 0},
-        {"MAIL FROM:<s@example.test> SIZE=19", "250 2.1.0 Ok\r\n", STEP_PIPELINED},
-        {"RCPT TO:<a@example.test>", "250 2.1.5 Ok\r\n", STEP_PIPELINED},
-        {"RCPT TO:<b@example.test>", "550 5.1.1 <b@example.test>: unknown\r\n", STEP_PIPELINED},
-        {"RCPT TO:<c@example.test>", "451 4.3.0 try later\r\n", STEP_PIPELINED},
-        {"RCPT TO:<d@example.test>", "250 Ok\r\n", STEP_PIPELINED},
-        {"DATA", "354 go\r\n", 0},
-        {NULL, "250 2.0.0 Ok: queued\r\n", STEP_CONTENT},
-        {"QUIT", "221 2.0.0 Bye\r\n", 0},
-        {NULL, NULL, 0},
-    };
-    static const char *const rcpts[] = {"a@example.test", "b@example.test", "c@example.test",
-                                        "d@example.test"};
-    static const char content[] = "Subject: mix\n\n.dot\n";
-    struct fixture *f = *state;
-    struct smtp_client_config cfg = default_config();
-    struct script s;
-    struct smtp_client *c;
-    struct test_msg t;
-
-    script_start(&s, steps, NULL);
-    c = open_client(f, s.port, &cfg);
-    assert_non_null(c);
-    msg_init(&t, content, sizeof(content) - 1, rcpts, 4);
-    send_msg(f, c, &t.m);
-    assert_outcome(f, 0, SMTP_RCPT_DELIVERED, 250, "2.0.0");
-    assert_outcome(f, 1, SMTP_RCPT_BOUNCED, 550, "5.1.1");
-    assert_outcome(f, 2, SMTP_RCPT_DEFERRED, 451, "4.3.0");
-    assert_outcome(f, 3, SMTP_RCPT_DELIVERED, 250, "2.0.0");
-    assert_true(f->usable);
-    close_client(f, &c);
-    script_ok(&s, N_ELEMENTS(steps) - 1);
-    assert_string_equal(s.content, "Subject: mix\r\n\r\n..dot\r\n");
-    msg_free(&t);
-}
+static const struct step rcpt_mix_steps[] = {
+    {NULL, "220 script ESMTP\r\n", 0},
+    {"EHLO client.test", "250-script\r\n250-PIPELINING\r\n250 SIZE 1000000\r\n", 0},
+    {"MAIL FROM:<s@example.test> SIZE=19", "250 2.1.0 Ok\r\n", STEP_PIPELINED},
+    {"RCPT TO:<a@example.test>", "250 2.1.5 Ok\r\n", STEP_PIPELINED},
+    {"RCPT TO:<b@example.test>", "550 5.1.1 <b@example.test>: unknown\r\n", STEP_PIPELINED},
+    {"RCPT TO:<c@example.test>", "451 4.3.0 try later\r\n", STEP_PIPELINED},
+    {"RCPT TO:<d@example.test>", "250 Ok\r\n", STEP_PIPELINED},
+    {"DATA", "354 go\r\n", 0},
+    {NULL, "250 2.0.0 Ok: queued\r\n", STEP_CONTENT},
+    {"QUIT", "221 2.0.0 Bye\r\n", 0},
+    {NULL, NULL, 0},
+};
 
 /* A server that answers DATA with 354 though every RCPT failed: the empty
  * message is ended, then RSET. */
-static void test_script_354_without_rcpt(void **state)
-{
-    static const struct step steps[] = {
-        {NULL, "220 script ESMTP\r\n", 0},
-        {"EHLO client.test", EHLO_PIPELINING, 0},
-        {"MAIL FROM:<s@example.test>", "250 2.1.0 Ok\r\n", STEP_PIPELINED},
-        {"RCPT TO:<a@example.test>", "550 5.1.1 no\r\n", STEP_PIPELINED},
-        {"RCPT TO:<b@example.test>", "550 5.1.1 no\r\n", STEP_PIPELINED},
-        {"DATA", "354 go anyway\r\n", 0},
-        {NULL, "554 5.5.1 Error: no valid recipients\r\n", STEP_CONTENT},
-        {"RSET", "250 2.0.0 Ok\r\n", 0},
-        {"QUIT", "221 2.0.0 Bye\r\n", 0},
-        {NULL, NULL, 0},
-    };
-    struct fixture *f = *state;
-    struct smtp_client_config cfg = default_config();
-    struct script s;
-    struct smtp_client *c;
-    struct test_msg t;
-
-    script_start(&s, steps, NULL);
-    c = open_client(f, s.port, &cfg);
-    assert_non_null(c);
-    msg_init(&t, tricky, strlen(tricky), two_rcpts, 2);
-    send_msg(f, c, &t.m);
-    assert_outcome(f, 0, SMTP_RCPT_BOUNCED, 550, "5.1.1");
-    assert_outcome(f, 1, SMTP_RCPT_BOUNCED, 550, "5.1.1");
-    assert_true(f->usable);
-    close_client(f, &c);
-    script_ok(&s, N_ELEMENTS(steps) - 1);
-    assert_int_equal(s.content_len, 0);
-    msg_free(&t);
-}
+static const struct step no_rcpt_354_steps[] = {
+    {NULL, "220 script ESMTP\r\n", 0},
+    {"EHLO client.test", EHLO_PIPELINING, 0},
+    {"MAIL FROM:<s@example.test>", "250 2.1.0 Ok\r\n", STEP_PIPELINED},
+    {"RCPT TO:<a@example.test>", "550 5.1.1 no\r\n", STEP_PIPELINED},
+    {"RCPT TO:<b@example.test>", "550 5.1.1 no\r\n", STEP_PIPELINED},
+    {"DATA", "354 go anyway\r\n", 0},
+    {NULL, "554 5.5.1 Error: no valid recipients\r\n", STEP_CONTENT},
+    {"RSET", "250 2.0.0 Ok\r\n", 0},
+    {"QUIT", "221 2.0.0 Bye\r\n", 0},
+    {NULL, NULL, 0},
+};
 
 /* LMTP: one final reply per accepted recipient, in order. */
-static void test_script_lmtp_mix(void **state)
-{
-    static const struct step steps[] = {
-        {NULL, "220 lmtp\r\n", 0},
-        {"LHLO client.test", EHLO_PIPELINING, 0},
-        {"MAIL FROM:<s@example.test>", "250 2.1.0 Ok\r\n", STEP_PIPELINED},
-        {"RCPT TO:<a@example.test>", "250 2.1.5 Ok\r\n", STEP_PIPELINED},
-        {"RCPT TO:<b@example.test>", "550 5.1.1 unknown\r\n", STEP_PIPELINED},
-        {"RCPT TO:<c@example.test>", "250 2.1.5 Ok\r\n", STEP_PIPELINED},
-        {"DATA", "354 go\r\n", 0},
-        {NULL, "250 2.0.0 <a@example.test> delivered\r\n452 4.2.2 <c@example.test> over quota\r\n",
-         STEP_CONTENT},
-        {"QUIT", "221 2.0.0 Bye\r\n", 0},
-        {NULL, NULL, 0},
-    };
-    static const char *const rcpts[] = {"a@example.test", "b@example.test", "c@example.test"};
-    struct fixture *f = *state;
-    struct smtp_client_config cfg = default_config();
-    struct script s;
-    struct smtp_client *c;
-    struct test_msg t;
-
-    cfg.lmtp = true;
-    script_start(&s, steps, NULL);
-    c = open_client(f, s.port, &cfg);
-    assert_non_null(c);
-    msg_init(&t, tricky, strlen(tricky), rcpts, 3);
-    send_msg(f, c, &t.m);
-    assert_outcome(f, 0, SMTP_RCPT_DELIVERED, 250, "2.0.0");
-    assert_outcome(f, 1, SMTP_RCPT_BOUNCED, 550, "5.1.1");
-    assert_outcome(f, 2, SMTP_RCPT_DEFERRED, 452, "4.2.2");
-    assert_true(f->usable);
-    close_client(f, &c);
-    script_ok(&s, N_ELEMENTS(steps) - 1);
-    msg_free(&t);
-}
+static const struct step lmtp_mix_steps[] = {
+    {NULL, "220 lmtp\r\n", 0},
+    {"LHLO client.test", EHLO_PIPELINING, 0},
+    {"MAIL FROM:<s@example.test>", "250 2.1.0 Ok\r\n", STEP_PIPELINED},
+    {"RCPT TO:<a@example.test>", "250 2.1.5 Ok\r\n", STEP_PIPELINED},
+    {"RCPT TO:<b@example.test>", "550 5.1.1 unknown\r\n", STEP_PIPELINED},
+    {"RCPT TO:<c@example.test>", "250 2.1.5 Ok\r\n", STEP_PIPELINED},
+    {"DATA", "354 go\r\n", 0},
+    {NULL, "250 2.0.0 <a@example.test> delivered\r\n452 4.2.2 <c@example.test> over quota\r\n",
+     STEP_CONTENT},
+    {"QUIT", "221 2.0.0 Bye\r\n", 0},
+    {NULL, NULL, 0},
+};
 
 /* 421 in the middle of the pipelined RCPTs: everyone open is deferred
  * with it, and the connection is done. */
-static void test_script_421_rcpt(void **state)
+static const struct step rcpt_421_steps[] = {
+    {NULL, "220 script ESMTP\r\n", 0},
+    {"EHLO client.test", EHLO_PIPELINING, 0},
+    {"MAIL FROM:<s@example.test>", "250 2.1.0 Ok\r\n", 0},
+    {"RCPT TO:<a@example.test>", "250 2.1.5 Ok\r\n", 0},
+    {"RCPT TO:<b@example.test>", "421 4.3.2 shutting down\r\n", STEP_CLOSE},
+    {NULL, NULL, 0},
+};
+
+/* The final reply does not come within data_timeout: deferred (the
+ * message may have arrived), the connection is given up. */
+static const struct step data_timeout_steps[] = {
+    {NULL, "220 script ESMTP\r\n", 0},
+    {"EHLO client.test", EHLO_PIPELINING, 0},
+    {"MAIL FROM:<s@example.test>", "250 2.1.0 Ok\r\n", 0},
+    {"RCPT TO:<a@example.test>", "250 2.1.5 Ok\r\n", 0},
+    {"DATA", "354 go\r\n", 0},
+    {NULL, NULL, STEP_CONTENT | STEP_HANG},
+    {NULL, NULL, 0},
+};
+
+static const char *const four_rcpts[] = {"a@example.test", "b@example.test", "c@example.test",
+                                         "d@example.test"};
+
+/* One message against a script that runs to its end (script_len). */
+struct send_row {
+    const char *name;
+    const struct step *steps;
+    bool lmtp;                /* cfg.lmtp */
+    unsigned data_timeout_ms; /* 0: default_config's */
+    const char *content;      /* NULL: tricky */
+    size_t rcpt_count;        /* the first of four_rcpts */
+    struct {
+        enum smtp_rcpt_outcome outcome;
+        unsigned code;
+        const char *enhanced;
+    } want[4];                /* per recipient */
+    const char *text;         /* in the first status text; NULL: not looked at */
+    bool usable;
+    const char *received;     /* the content as the server read it; NULL: not looked at */
+};
+
+static const struct send_row send_rows[] = {
+    {.name = "rcpt mix", .steps = rcpt_mix_steps, .content = "Subject: mix\n\n.dot\n",
+     .rcpt_count = 4,
+     .want = {{SMTP_RCPT_DELIVERED, 250, "2.0.0"}, {SMTP_RCPT_BOUNCED, 550, "5.1.1"},
+              {SMTP_RCPT_DEFERRED, 451, "4.3.0"}, {SMTP_RCPT_DELIVERED, 250, "2.0.0"}},
+     .usable = true, .received = "Subject: mix\r\n\r\n..dot\r\n"},
+    {.name = "354 without rcpt", .steps = no_rcpt_354_steps, .rcpt_count = 2,
+     .want = {{SMTP_RCPT_BOUNCED, 550, "5.1.1"}, {SMTP_RCPT_BOUNCED, 550, "5.1.1"}},
+     .usable = true, .received = ""},
+    {.name = "lmtp mix", .steps = lmtp_mix_steps, .lmtp = true, .rcpt_count = 3,
+     .want = {{SMTP_RCPT_DELIVERED, 250, "2.0.0"}, {SMTP_RCPT_BOUNCED, 550, "5.1.1"},
+              {SMTP_RCPT_DEFERRED, 452, "4.2.2"}},
+     .usable = true},
+    {.name = "421 rcpt", .steps = rcpt_421_steps, .rcpt_count = 2,
+     .want = {{SMTP_RCPT_DEFERRED, 421, "4.3.2"}, {SMTP_RCPT_DEFERRED, 421, "4.3.2"}},
+     .usable = false},
+    {.name = "data timeout", .steps = data_timeout_steps, .data_timeout_ms = 300,
+     .rcpt_count = 1, .want = {{SMTP_RCPT_DEFERRED, 451, "4.4.2"}}, .text = "timed out",
+     .usable = false},
+};
+
+static void run_send_row(struct fixture *f, const struct send_row *row)
 {
-    static const struct step steps[] = {
-        {NULL, "220 script ESMTP\r\n", 0},
-        {"EHLO client.test", EHLO_PIPELINING, 0},
-        {"MAIL FROM:<s@example.test>", "250 2.1.0 Ok\r\n", 0},
-        {"RCPT TO:<a@example.test>", "250 2.1.5 Ok\r\n", 0},
-        {"RCPT TO:<b@example.test>", "421 4.3.2 shutting down\r\n", STEP_CLOSE},
-        {NULL, NULL, 0},
-    };
-    struct fixture *f = *state;
+    const char *content = row->content != NULL ? row->content : tricky;
     struct smtp_client_config cfg = default_config();
     struct script s;
     struct smtp_client *c;
     struct test_msg t;
 
-    script_start(&s, steps, NULL);
+    print_message("[ ROW      ] %s\n", row->name);
+    cfg.lmtp = row->lmtp;
+    if (row->data_timeout_ms != 0)
+        cfg.data_timeout_ms = row->data_timeout_ms;
+    script_start(&s, row->steps, NULL);
     c = open_client(f, s.port, &cfg);
     assert_non_null(c);
-    msg_init(&t, tricky, strlen(tricky), two_rcpts, 2);
+    msg_init(&t, content, strlen(content), four_rcpts, row->rcpt_count);
     send_msg(f, c, &t.m);
-    assert_outcome(f, 0, SMTP_RCPT_DEFERRED, 421, "4.3.2");
-    assert_outcome(f, 1, SMTP_RCPT_DEFERRED, 421, "4.3.2");
-    assert_false(f->usable);
+    for (size_t i = 0; i < row->rcpt_count; i++)
+        assert_outcome(f, i, row->want[i].outcome, row->want[i].code, row->want[i].enhanced);
+    if (row->text != NULL)
+        assert_non_null(strstr(f->status[0].text, row->text));
+    assert_true(f->usable == row->usable);
     close_client(f, &c);
-    script_join(&s);
+    script_ok(&s, script_len(row->steps));
+    if (row->received != NULL) {
+        assert_string_equal(s.content, row->received);
+        assert_int_equal(s.content_len, strlen(row->received));
+    }
     msg_free(&t);
+}
+
+static void test_script_send(void **state)
+{
+    for (size_t i = 0; i < N_ELEMENTS(send_rows); i++)
+        run_send_row(*state, &send_rows[i]);
 }
 
 /* Connection-phase faults: each script ends the attempt with a status. */
@@ -473,84 +486,64 @@ static void connect_fails(struct fixture *f, const struct step *steps,
     script_join(&s);
 }
 
-static void test_script_malformed(void **state)
-{
-    static const struct step greeting[] = {
-        {NULL, "2x0 script ESMTP\r\n", STEP_HANG},
-        {NULL, NULL, 0},
-    };
-    static const struct step ehlo[] = {
-        {NULL, "220 script ESMTP\r\n", 0},
-        {"EHLO client.test", "250-script\r\n251 mixed\r\n", STEP_HANG},
-        {NULL, NULL, 0},
-    };
-    struct smtp_client_config cfg = default_config();
+static const struct step malformed_greeting_steps[] = {
+    {NULL, "2x0 script ESMTP\r\n", STEP_HANG},
+    {NULL, NULL, 0},
+};
 
-    connect_fails(*state, greeting, &cfg, NULL, 451, "4.5.0");
-    connect_fails(*state, ehlo, &cfg, NULL, 451, "4.5.0");
-}
+static const struct step malformed_ehlo_steps[] = {
+    {NULL, "220 script ESMTP\r\n", 0},
+    {"EHLO client.test", "250-script\r\n251 mixed\r\n", STEP_HANG},
+    {NULL, NULL, 0},
+};
 
-static void test_script_timeout(void **state)
-{
-    static const struct step steps[] = {
-        {NULL, "220 script ESMTP\r\n", 0},
-        {"EHLO client.test", NULL, STEP_HANG},
-        {NULL, NULL, 0},
-    };
-    struct smtp_client_config cfg = default_config();
-
-    cfg.command_timeout_ms = 300;
-    connect_fails(*state, steps, &cfg, NULL, 451, "4.4.2");
-}
-
-/* The final reply does not come within data_timeout: deferred (the
- * message may have arrived), the connection is given up. */
-static void test_script_data_timeout(void **state)
-{
-    static const struct step steps[] = {
-        {NULL, "220 script ESMTP\r\n", 0},
-        {"EHLO client.test", EHLO_PIPELINING, 0},
-        {"MAIL FROM:<s@example.test>", "250 2.1.0 Ok\r\n", 0},
-        {"RCPT TO:<a@example.test>", "250 2.1.5 Ok\r\n", 0},
-        {"DATA", "354 go\r\n", 0},
-        {NULL, NULL, STEP_CONTENT | STEP_HANG},
-        {NULL, NULL, 0},
-    };
-    struct fixture *f = *state;
-    struct smtp_client_config cfg = default_config();
-    struct script s;
-    struct smtp_client *c;
-    struct test_msg t;
-
-    cfg.data_timeout_ms = 300;
-    script_start(&s, steps, NULL);
-    c = open_client(f, s.port, &cfg);
-    assert_non_null(c);
-    msg_init(&t, tricky, strlen(tricky), two_rcpts, 1);
-    send_msg(f, c, &t.m);
-    assert_outcome(f, 0, SMTP_RCPT_DEFERRED, 451, "4.4.2");
-    assert_non_null(strstr(f->status[0].text, "timed out"));
-    assert_false(f->usable);
-    close_client(f, &c);
-    assert_int_equal(script_join(&s), 5);
-    msg_free(&t);
-}
+static const struct step ehlo_timeout_steps[] = {
+    {NULL, "220 script ESMTP\r\n", 0},
+    {"EHLO client.test", NULL, STEP_HANG},
+    {NULL, NULL, 0},
+};
 
 /* AUTH PLAIN refused: the connection fails with the server's status. */
-static void test_script_auth_refused(void **state)
-{
-    static const struct step steps[] = {
-        {NULL, "220 script ESMTP\r\n", 0},
-        {"EHLO client.test", "250-script\r\n250 AUTH LOGIN PLAIN\r\n", 0},
-        {"AUTH PLAIN AHVzZXIAc2VjcmV0", "535 5.7.8 Authentication failed\r\n", STEP_HANG},
-        {NULL, NULL, 0},
-    };
-    struct smtp_client_config cfg = default_config();
+static const struct step auth_refused_steps[] = {
+    {NULL, "220 script ESMTP\r\n", 0},
+    {"EHLO client.test", "250-script\r\n250 AUTH LOGIN PLAIN\r\n", 0},
+    {"AUTH PLAIN AHVzZXIAc2VjcmV0", "535 5.7.8 Authentication failed\r\n", STEP_HANG},
+    {NULL, NULL, 0},
+};
 
-    cfg.auth_user = "user";
-    cfg.auth_pass = "secret";
-    cfg.auth_plaintext = true;
-    connect_fails(*state, steps, &cfg, NULL, 535, "5.7.8");
+static const struct connect_row {
+    const char *name;
+    const struct step *steps;
+    unsigned command_timeout_ms; /* 0: default_config's */
+    bool auth_plaintext;         /* user / secret, AUTH without TLS allowed */
+    unsigned code;
+    const char *enhanced;
+} connect_rows[] = {
+    {.name = "malformed greeting", .steps = malformed_greeting_steps, .code = 451,
+     .enhanced = "4.5.0"},
+    {.name = "malformed ehlo", .steps = malformed_ehlo_steps, .code = 451, .enhanced = "4.5.0"},
+    {.name = "ehlo timeout", .steps = ehlo_timeout_steps, .command_timeout_ms = 300, .code = 451,
+     .enhanced = "4.4.2"},
+    {.name = "auth refused", .steps = auth_refused_steps, .auth_plaintext = true, .code = 535,
+     .enhanced = "5.7.8"},
+};
+
+static void test_script_connect_fails(void **state)
+{
+    for (size_t i = 0; i < N_ELEMENTS(connect_rows); i++) {
+        const struct connect_row *row = &connect_rows[i];
+        struct smtp_client_config cfg = default_config();
+
+        print_message("[ ROW      ] %s\n", row->name);
+        if (row->command_timeout_ms != 0)
+            cfg.command_timeout_ms = row->command_timeout_ms;
+        if (row->auth_plaintext) {
+            cfg.auth_user = "user";
+            cfg.auth_pass = "secret";
+            cfg.auth_plaintext = true;
+        }
+        connect_fails(*state, row->steps, &cfg, NULL, row->code, row->enhanced);
+    }
 }
 
 /* No credentials in plaintext unless auth_plaintext. */
@@ -698,20 +691,11 @@ static void test_tls_verify_failures(void **state)
     tls_pair_free(&other);
 }
 
-/* ---- the content writer by itself ---- */
-
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_script_rcpt_mix, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_script_354_without_rcpt, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_script_lmtp_mix, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_script_421_rcpt, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_script_malformed, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_script_timeout, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_script_data_timeout, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_script_auth_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_script_send, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_script_connect_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_script_no_auth_without_tls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_required_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_verify_auth_deliver, setup, teardown),

@@ -17,27 +17,24 @@
 
 #include "relay/dsn.h"
 
-static void deliver_tricky(struct fixture *f, const char *const *opts)
+/* smtp-sink run with opts (NULL-terminated), and a client connected to it. */
+static struct smtp_client *sink_open(struct fixture *f, const char *const *opts,
+                                     const struct smtp_client_config *cfg)
 {
-    struct smtp_client_config cfg = default_config();
     struct smtp_client *c;
-    struct sink *s = &f->sink;
-    struct test_msg t;
 
-    sink_start(s, opts);
-    c = open_client(f, s->port, &cfg);
+    sink_start(&f->sink, opts);
+    c = open_client(f, f->sink.port, cfg);
     assert_non_null(c);
-    assert_true(smtp_client_has_ext(c, "8BITMIME"));
-    assert_false(smtp_client_has_ext(c, "SMTPUTF8"));
-    msg_init(&t, tricky, strlen(tricky), two_rcpts, 2);
-    send_msg(f, c, &t.m);
-    assert_outcome(f, 0, SMTP_RCPT_DELIVERED, 250, "2.0.0");
-    assert_outcome(f, 1, SMTP_RCPT_DELIVERED, 250, "2.0.0");
-    assert_true(f->usable);
-    close_client(f, &c);
-    assert_dump(s, "<tricky@test>", tricky_dump, "X-Mail-Args: <s@example.test>\n");
-    msg_free(&t);
-    sink_stop(s);
+    return c;
+}
+
+/* Every recipient of the last message: outcome o, code (and enhanced). */
+static void assert_outcomes(const struct fixture *f, enum smtp_rcpt_outcome o, unsigned code,
+                            const char *enhanced)
+{
+    for (size_t i = 0; i < f->n; i++)
+        assert_outcome(f, i, o, code, enhanced);
 }
 
 /* Commands are small writes: Nagle must be off. */
@@ -50,30 +47,102 @@ static bool tcp_nodelay(const struct smtp_client *c)
     return on != 0;
 }
 
+/* What smtp-sink offers by default (names match whole, in any case), and
+ * Nagle off; delivery over it is the first row of test_sink_tricky. */
 static void test_sink_pipelining(void **state)
 {
     struct fixture *f = *state;
-    struct sink *s = &f->sink;
     struct smtp_client_config cfg = default_config();
-    struct smtp_client *c;
+    struct smtp_client *c = sink_open(f, NULL, &cfg);
 
-    sink_start(s, NULL);
-    c = open_client(f, s->port, &cfg);
     assert_true(smtp_client_has_ext(c, "PIPELINING"));
     assert_true(smtp_client_has_ext(c, "pipelining"));
     assert_true(smtp_client_has_ext(c, "AUTH"));
     assert_false(smtp_client_has_ext(c, "PIPE"));
     assert_true(tcp_nodelay(c));
     close_client(f, &c);
-    sink_stop(s);
-    deliver_tricky(f, NULL);
+    sink_stop(&f->sink);
 }
 
-static void test_sink_no_pipelining(void **state)
-{
-    static const char *const opts[] = {"-p", NULL};
+/* The tricky message to both of two_rcpts over smtp-sink run with opts:
+ * sent `rounds` times on one connection, each time every recipient gets
+ * the same outcome. */
+struct tricky_row {
+    const char *name;
+    const char *opts[3];             /* smtp-sink's, NULL-terminated */
+    bool lmtp;                       /* cfg.lmtp */
+    enum smtp_body body;             /* declared in MAIL */
+    const char *has_ext, *lacks_ext; /* after the greeting; NULL: not looked at */
+    int rounds;
+    enum smtp_rcpt_outcome outcome;
+    unsigned code;
+    const char *enhanced;            /* NULL: any */
+    bool usable;                     /* the connection after each round */
+    const char *dump_args;           /* in the message's dump; NULL: not looked at */
+    bool nothing_arrives;            /* smtp-sink dumped no message at all */
+};
 
-    deliver_tricky(*state, opts);
+static const struct tricky_row tricky_rows[] = {
+    {.name = "pipelining", .has_ext = "8BITMIME", .lacks_ext = "SMTPUTF8", .rounds = 1,
+     .outcome = SMTP_RCPT_DELIVERED, .code = 250, .enhanced = "2.0.0", .usable = true,
+     .dump_args = "X-Mail-Args: <s@example.test>\n"},
+    {.name = "no pipelining", .opts = {"-p"}, .has_ext = "8BITMIME", .lacks_ext = "SMTPUTF8",
+     .rounds = 1, .outcome = SMTP_RCPT_DELIVERED, .code = 250, .enhanced = "2.0.0",
+     .usable = true, .dump_args = "X-Mail-Args: <s@example.test>\n"},
+    /* Every RCPT refused (5xx, then 4xx): no DATA, RSET, the connection
+     * takes the next message. */
+    {.name = "rcpt 5xx", .opts = {"-f", "rcpt"}, .rounds = 2, .outcome = SMTP_RCPT_BOUNCED,
+     .code = 500, .usable = true, .nothing_arrives = true},
+    {.name = "rcpt 4xx", .opts = {"-r", "rcpt"}, .rounds = 2, .outcome = SMTP_RCPT_DEFERRED,
+     .code = 450, .usable = true, .nothing_arrives = true},
+    /* The server hangs up after the final dot, without a reply: deferred
+     * (it may have been delivered: at-least-once), the connection is gone;
+     * the second round: a broken connection defers at once. */
+    {.name = "disconnect after dot", .opts = {"-q", "."}, .rounds = 2,
+     .outcome = SMTP_RCPT_DEFERRED, .code = 451, .enhanced = "4.4.2", .usable = false},
+    {.name = "lmtp", .opts = {"-L"}, .lmtp = true, .rounds = 1, .outcome = SMTP_RCPT_DELIVERED,
+     .code = 250, .enhanced = "2.2.0", .usable = true, .dump_args = "X-Client-Proto: LMTP\n"},
+    /* EHLO refused: HELO, no extensions, so BODY=8BITMIME is left out of a
+     * message that is 7-bit after all. */
+    {.name = "helo fallback", .opts = {"-e"}, .body = SMTP_BODY_8BITMIME,
+     .lacks_ext = "PIPELINING", .rounds = 1, .outcome = SMTP_RCPT_DELIVERED, .code = 250,
+     .enhanced = "2.0.0", .usable = true,
+     .dump_args = "X-Client-Proto: SMTP\nX-Helo-Args: client.test\nX-Mail-Args: <s@example.test>\n"},
+};
+
+static void run_tricky_row(struct fixture *f, const struct tricky_row *row)
+{
+    struct smtp_client_config cfg = default_config();
+    struct smtp_client *c;
+    struct test_msg t;
+
+    print_message("[ ROW      ] %s\n", row->name);
+    cfg.lmtp = row->lmtp;
+    c = sink_open(f, row->opts, &cfg);
+    if (row->has_ext != NULL)
+        assert_true(smtp_client_has_ext(c, row->has_ext));
+    if (row->lacks_ext != NULL)
+        assert_false(smtp_client_has_ext(c, row->lacks_ext));
+    msg_init(&t, tricky, strlen(tricky), two_rcpts, 2);
+    t.m.body = row->body;
+    for (int round = 0; round < row->rounds; round++) {
+        send_msg(f, c, &t.m);
+        assert_outcomes(f, row->outcome, row->code, row->enhanced);
+        assert_true(f->usable == row->usable);
+    }
+    close_client(f, &c);
+    if (row->nothing_arrives)
+        assert_int_equal(sink_count(&f->sink), 0);
+    if (row->dump_args != NULL)
+        assert_dump(&f->sink, "<tricky@test>", tricky_dump, row->dump_args);
+    msg_free(&t);
+    sink_stop(&f->sink);
+}
+
+static void test_sink_tricky(void **state)
+{
+    for (size_t i = 0; i < N_ELEMENTS(tricky_rows); i++)
+        run_tricky_row(*state, &tricky_rows[i]);
 }
 
 /* Several messages on one connection: a small one, a large one (streamed
@@ -112,9 +181,7 @@ static void test_sink_reuse(void **state)
     size_t large_len;
     char *large_dump, *large = large_content(&large_len, &large_dump);
 
-    sink_start(s, NULL);
-    c = open_client(f, s->port, &cfg);
-    assert_non_null(c);
+    c = sink_open(f, NULL, &cfg);
     msg_init(&t[0], small, sizeof(small) - 1, two_rcpts, 1);
     msg_init(&t[1], large, large_len, two_rcpts, 2);
     msg_init(&t[2], noeol, sizeof(noeol) - 1, two_rcpts + 1, 1);
@@ -133,70 +200,6 @@ static void test_sink_reuse(void **state)
         msg_free(&t[i]);
     free(large);
     free(large_dump);
-    sink_stop(s);
-}
-
-/* Every RCPT refused (5xx, then 4xx): no DATA, RSET, the connection takes
- * the next message. */
-static void rcpt_refused(struct fixture *f, const char *opt, enum smtp_rcpt_outcome o,
-                         unsigned code)
-{
-    const char *const opts[] = {opt, "rcpt", NULL};
-    struct smtp_client_config cfg = default_config();
-    struct sink *s = &f->sink;
-    struct smtp_client *c;
-    struct test_msg t;
-
-    sink_start(s, opts);
-    c = open_client(f, s->port, &cfg);
-    assert_non_null(c);
-    msg_init(&t, tricky, strlen(tricky), two_rcpts, 2);
-    for (int round = 0; round < 2; round++) {
-        send_msg(f, c, &t.m);
-        assert_outcome(f, 0, o, code, NULL);
-        assert_outcome(f, 1, o, code, NULL);
-        assert_true(f->usable);
-    }
-    close_client(f, &c);
-    assert_int_equal(sink_count(s), 0);
-    msg_free(&t);
-    sink_stop(s);
-}
-
-static void test_sink_rcpt_5xx(void **state)
-{
-    rcpt_refused(*state, "-f", SMTP_RCPT_BOUNCED, 500);
-}
-
-static void test_sink_rcpt_4xx(void **state)
-{
-    rcpt_refused(*state, "-r", SMTP_RCPT_DEFERRED, 450);
-}
-
-/* The server hangs up after the final dot, without a reply: deferred (it
- * may have been delivered: at-least-once), the connection is gone. */
-static void test_sink_disconnect_after_dot(void **state)
-{
-    static const char *const opts[] = {"-q", ".", NULL};
-    struct fixture *f = *state;
-    struct smtp_client_config cfg = default_config();
-    struct sink *s = &f->sink;
-    struct smtp_client *c;
-    struct test_msg t;
-
-    sink_start(s, opts);
-    c = open_client(f, s->port, &cfg);
-    assert_non_null(c);
-    msg_init(&t, tricky, strlen(tricky), two_rcpts, 2);
-    send_msg(f, c, &t.m);
-    assert_outcome(f, 0, SMTP_RCPT_DEFERRED, 451, "4.4.2");
-    assert_outcome(f, 1, SMTP_RCPT_DEFERRED, 451, "4.4.2");
-    assert_false(f->usable);
-    send_msg(f, c, &t.m); /* a broken connection defers at once */
-    assert_outcome(f, 0, SMTP_RCPT_DEFERRED, 451, "4.4.2");
-    assert_false(f->usable);
-    close_client(f, &c);
-    msg_free(&t);
     sink_stop(s);
 }
 
@@ -224,55 +227,7 @@ static void test_connect_refused(void **state)
     assert_string_equal(f->ready.enhanced, "4.4.1");
 }
 
-static void test_sink_lmtp(void **state)
-{
-    static const char *const opts[] = {"-L", NULL};
-    struct fixture *f = *state;
-    struct smtp_client_config cfg = default_config();
-    struct sink *s = &f->sink;
-    struct smtp_client *c;
-    struct test_msg t;
-
-    cfg.lmtp = true;
-    sink_start(s, opts);
-    c = open_client(f, s->port, &cfg);
-    assert_non_null(c);
-    msg_init(&t, tricky, strlen(tricky), two_rcpts, 2);
-    send_msg(f, c, &t.m);
-    assert_outcome(f, 0, SMTP_RCPT_DELIVERED, 250, "2.2.0");
-    assert_outcome(f, 1, SMTP_RCPT_DELIVERED, 250, "2.2.0");
-    assert_true(f->usable);
-    close_client(f, &c);
-    assert_dump(s, "<tricky@test>", tricky_dump, "X-Client-Proto: LMTP\n");
-    msg_free(&t);
-    sink_stop(s);
-}
-
-/* EHLO refused: HELO, no extensions, so BODY=8BITMIME is left out of a
- * message that is 7-bit after all. */
-static void test_sink_helo_fallback(void **state)
-{
-    static const char *const opts[] = {"-e", NULL};
-    struct fixture *f = *state;
-    struct smtp_client_config cfg = default_config();
-    struct sink *s = &f->sink;
-    struct smtp_client *c;
-    struct test_msg t;
-
-    sink_start(s, opts);
-    c = open_client(f, s->port, &cfg);
-    assert_non_null(c);
-    assert_false(smtp_client_has_ext(c, "PIPELINING"));
-    msg_init(&t, tricky, strlen(tricky), two_rcpts, 2);
-    t.m.body = SMTP_BODY_8BITMIME;
-    send_msg(f, c, &t.m);
-    assert_outcome(f, 0, SMTP_RCPT_DELIVERED, 250, "2.0.0");
-    close_client(f, &c);
-    assert_dump(s, "<tricky@test>", tricky_dump,
-                "X-Client-Proto: SMTP\nX-Helo-Args: client.test\nX-Mail-Args: <s@example.test>\n");
-    msg_free(&t);
-    sink_stop(s);
-}
+static const char eight[] = "Message-ID: <eight@test>\r\n\r\ncaf\xc3\xa9\r\n";
 
 /* RFC 6152: 8-bit content to a server without 8BITMIME is bounced here,
  * nothing sent; 7-bit content declared 8BITMIME goes without BODY=. With
@@ -280,22 +235,18 @@ static void test_sink_helo_fallback(void **state)
 static void test_sink_8bitmime(void **state)
 {
     static const char *const opts[] = {"-8", NULL};
-    static const char eight[] = "Message-ID: <eight@test>\r\n\r\ncaf\xc3\xa9\r\n";
     struct fixture *f = *state;
     struct smtp_client_config cfg = default_config();
     struct sink *s = &f->sink;
     struct smtp_client *c;
     struct test_msg t, t7;
 
-    sink_start(s, opts);
-    c = open_client(f, s->port, &cfg);
-    assert_non_null(c);
+    c = sink_open(f, opts, &cfg);
     assert_false(smtp_client_has_ext(c, "8BITMIME"));
     msg_init(&t, eight, sizeof(eight) - 1, two_rcpts, 2);
     t.m.body = SMTP_BODY_8BITMIME;
     send_msg(f, c, &t.m);
-    assert_outcome(f, 0, SMTP_RCPT_BOUNCED, 554, "5.6.3");
-    assert_outcome(f, 1, SMTP_RCPT_BOUNCED, 554, "5.6.3");
+    assert_outcomes(f, SMTP_RCPT_BOUNCED, 554, "5.6.3");
     assert_true(f->usable);
     msg_init(&t7, tricky, strlen(tricky), two_rcpts, 1);
     t7.m.body = SMTP_BODY_8BITMIME;
@@ -311,7 +262,6 @@ static void test_sink_8bitmime(void **state)
 
 static void test_sink_8bitmime_dsn(void **state)
 {
-    static const char eight[] = "Message-ID: <eight@test>\r\n\r\ncaf\xc3\xa9\r\n";
     static const unsigned notify[] = {SMTP_NOTIFY_SUCCESS | SMTP_NOTIFY_FAILURE, SMTP_NOTIFY_NEVER};
     static const char *const orcpt[] = {"rfc822;a+x=y@example.test", NULL};
     struct fixture *f = *state;
@@ -320,9 +270,7 @@ static void test_sink_8bitmime_dsn(void **state)
     struct smtp_client *c;
     struct test_msg t;
 
-    sink_start(s, NULL);
-    c = open_client(f, s->port, &cfg);
-    assert_non_null(c);
+    c = sink_open(f, NULL, &cfg);
     msg_init(&t, eight, sizeof(eight) - 1, two_rcpts, 2);
     t.m.body = SMTP_BODY_8BITMIME;
     t.m.ret = SMTP_RET_HDRS;
@@ -354,9 +302,7 @@ static void test_sink_smtputf8(void **state)
     struct smtp_client *c;
     struct test_msg t, t8;
 
-    sink_start(s, NULL);
-    c = open_client(f, s->port, &cfg);
-    assert_non_null(c);
+    c = sink_open(f, NULL, &cfg);
     msg_init(&t, tricky, strlen(tricky), rcpts, 2);
     t.m.smtputf8 = true;
     send_msg(f, c, &t.m);
@@ -405,14 +351,11 @@ static void test_sink_add_headers(void **state)
         static const char *const lmtp_opts[] = {"-L", NULL};
 
         cfg.lmtp = lmtp;
-        sink_start(s, lmtp ? lmtp_opts : NULL);
-        c = open_client(f, s->port, &cfg);
-        assert_non_null(c);
+        c = sink_open(f, lmtp ? lmtp_opts : NULL, &cfg);
         msg_init(&t, tricky, strlen(tricky), two_rcpts, 2);
         t.m.add_headers = added;
         send_msg(f, c, &t.m);
-        assert_outcome(f, 0, SMTP_RCPT_DELIVERED, 250, NULL);
-        assert_outcome(f, 1, SMTP_RCPT_DELIVERED, 250, NULL);
+        assert_outcomes(f, SMTP_RCPT_DELIVERED, 250, NULL);
         assert_true(f->usable);
         msg_init(&t2, small, sizeof(small) - 1, two_rcpts, 1);
         t2.m.add_headers = "";
@@ -627,15 +570,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dot_writer),
         cmocka_unit_test_setup_teardown(test_sink_pipelining, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_sink_no_pipelining, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sink_tricky, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sink_reuse, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_sink_rcpt_5xx, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_sink_rcpt_4xx, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_sink_disconnect_after_dot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sink_421_greeting, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_sink_lmtp, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_sink_helo_fallback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sink_8bitmime, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sink_8bitmime_dsn, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sink_smtputf8, setup, teardown),
