@@ -59,3 +59,17 @@ void config_test_expect(size_t row, const struct postern_config *cfg, const stru
         fail_msg("row %zu: error \"%s\" lacks \"%s\"", row, errs->count ? errs->msgs[0] : "",
                  error);
 }
+
+void config_test_rows(const struct config_test_row *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct cfg_errors errs = {0};
+        struct postern_config *cfg = config_test_load(rows[i].filters, &errs);
+
+        config_test_expect(i, cfg, &errs, rows[i].error);
+        if (rows[i].check != NULL)
+            rows[i].check(cfg);
+        postern_config_free(&cfg);
+        cfg_errors_clear(&errs);
+    }
+}

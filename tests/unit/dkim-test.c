@@ -175,6 +175,26 @@ void dfx_stop(struct dfx *fx)
     fx->silent_fd = -1;
 }
 
+int dfx_group_setup(void **state)
+{
+    struct dfx *fx = calloc(1, sizeof(*fx));
+
+    if (fx == NULL)
+        return -1;
+    dfx_start(fx);
+    *state = fx;
+    return 0;
+}
+
+int dfx_group_teardown(void **state)
+{
+    struct dfx *fx = *state;
+
+    dfx_stop(fx);
+    free(fx);
+    return 0;
+}
+
 /* ---- runs ---- */
 
 void dfx_open(struct dfx *fx, struct dfx_run *run, const char *filters_text, bool silent)

@@ -44,6 +44,11 @@ const char *dfx_missing(void);
 void dfx_start(struct dfx *fx);
 void dfx_stop(struct dfx *fx);
 
+/* cmocka group setup and teardown of the tests that need nsd: *state a
+ * struct dfx, calloc'd and started; then stopped and freed. */
+int dfx_group_setup(void **state);
+int dfx_group_teardown(void **state);
+
 /* One instance of the filter that filters_text ("filters = ( ... );")
  * configures, in a chain of its own, on fx's loop, with the nsd resolver
  * (or the silent one). */

@@ -17,6 +17,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <event2/event.h>
+
 #include "tests/unit/kv-test.h"
 
 static int free_tcp_port(void)
@@ -160,4 +162,35 @@ int kv_test_open(const struct kv_test *t, struct event_base *base, const char *l
     snprintf(lmdb, sizeof(lmdb), "%s/%s", t->dir, lmdb_name);
     snprintf(addr, sizeof(addr), "127.0.0.1:%d", t->redis_port);
     return kv_new(base, &cfg, kv_r, error, errsize);
+}
+
+int kv_test_store_open(const struct kv_test *t, struct kv_test_store *st, const char *lmdb_name,
+                       unsigned timeout_ms, char *error, size_t errsize)
+{
+    char lmdb[32];
+
+    st->serial++;
+    snprintf(st->prefix, sizeof(st->prefix), "t%u:%ld:", st->serial, (long)getpid());
+    if (lmdb_name == NULL) {
+        snprintf(lmdb, sizeof(lmdb), "state%u", st->serial);
+        lmdb_name = lmdb;
+    }
+    st->base = event_base_new();
+    if (st->base == NULL) {
+        snprintf(error, errsize, "event_base_new failed");
+        return -1;
+    }
+    if (kv_test_open(t, st->base, lmdb_name, st->prefix, timeout_ms, &st->kv, error, errsize) < 0) {
+        kv_test_store_close(st);
+        return -1;
+    }
+    return 0;
+}
+
+void kv_test_store_close(struct kv_test_store *st)
+{
+    kv_free(&st->kv);
+    if (st->base != NULL)
+        event_base_free(st->base);
+    st->base = NULL;
 }

@@ -4,7 +4,8 @@
  * redis-server's log), and for the Redis group a real redis-server started
  * on a free 127.0.0.1 port (in the foreground, our child, killed by its pid;
  * it also dies with the test), which a test may stop and start again, or
- * pause with SIGSTOP and resume, to see the store down or hung. Used by
+ * pause with SIGSTOP and resume, to see the store down or hung; and a
+ * test's own loop and store in it (kv_test_store_open). Used by
  * test-kv, test-greylist, test-ratelimit and test-dha. Nothing leaves
  * 127.0.0.1.
  */
@@ -54,5 +55,23 @@ void kv_test_redis_resume(struct kv_test *t);
 int kv_test_open(const struct kv_test *t, struct event_base *base, const char *lmdb_name,
                  const char *prefix, unsigned timeout_ms, struct kv **kv_r, char *error,
                  size_t errsize);
+
+/* A test's own loop and store in the group's back end (test-ratelimit,
+ * test-dha): a new event base and a handle on it whose Redis keys start
+ * with "t<serial>:<pid>:", serial counting the group's stores, and whose
+ * LMDB is <dir>/<lmdb_name> (NULL: "state<serial>", a dir of its own). */
+struct kv_test_store {
+    unsigned serial;
+    char prefix[32];
+    struct event_base *base;
+    struct kv *kv;
+};
+
+/* Opens the next store; returns 0, or -1 with error (nothing left open). */
+int kv_test_store_open(const struct kv_test *t, struct kv_test_store *st, const char *lmdb_name,
+                       unsigned timeout_ms, char *error, size_t errsize);
+
+/* Frees the handle and the loop; may be called again. */
+void kv_test_store_close(struct kv_test_store *st);
 
 #endif

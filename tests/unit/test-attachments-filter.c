@@ -45,10 +45,10 @@
 
 /* ---- config ---- */
 
-static const struct {
-    const char *filters;
-    const char *error; /* substring of the first error; NULL = loads */
-} configs[] = {
+static void check_row0(const struct postern_config *cfg);
+static void check_defaults(const struct postern_config *cfg);
+
+static const struct config_test_row configs[] = {
     /* 0: every key, checked in check_row0 */
     {.filters = ATT("id = \"att\"; on_error = \"skip\"; timeout = \"20s\"; threads = 4; "
                     "max_size = \"10M\"; max_depth = 10; max_parts = 500; max_headers = 200; "
@@ -59,9 +59,10 @@ static const struct {
                     "rules = ( { id = \"exe\"; name = [\"*.exe\"]; extensions = [\".EXE\", "
                     "\"scr\"]; double_extension = true; declared_type = [\"application/*\"]; "
                     "detected_type = [\"application/x-dosexec\"]; in_archives = false; "
-                    "action = \"strip\"; }, { extensions = \"js\"; } );")},
+                    "action = \"strip\"; }, { extensions = \"js\"; } );"),
+     .check = check_row0},
     /* 1: the defaults, checked in check_defaults */
-    {.filters = ATT("")},
+    {.filters = ATT(""), .check = check_defaults},
     {.filters = ATT("rules = ( { id = \"x\"; action = \"reject\"; } );"),
      .error = "attachments: a rule needs name, extensions, double_extension, declared_type or "
               "detected_type"},
@@ -161,17 +162,7 @@ static void check_defaults(const struct postern_config *cfg)
 static void test_config(void **state)
 {
     (void)state;
-    for (size_t i = 0; i < sizeof(configs) / sizeof(configs[0]); i++) {
-        struct cfg_errors errs = {0};
-        struct postern_config *cfg = config_test_load(configs[i].filters, &errs);
-        config_test_expect(i, cfg, &errs, configs[i].error);
-        if (i == 0)
-            check_row0(cfg);
-        if (i == 1)
-            check_defaults(cfg);
-        postern_config_free(&cfg);
-        cfg_errors_clear(&errs);
-    }
+    config_test_rows(configs, sizeof(configs) / sizeof(configs[0]));
 }
 
 /* ---- through the chain ---- */

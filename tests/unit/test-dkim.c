@@ -260,28 +260,6 @@ static void test_from_domain(void **state)
     }
 }
 
-/* ---- the fixture ---- */
-
-static int setup(void **state)
-{
-    struct dfx *fx = calloc(1, sizeof(*fx));
-
-    if (fx == NULL)
-        return -1;
-    dfx_start(fx);
-    *state = fx;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct dfx *fx = *state;
-
-    dfx_stop(fx);
-    free(fx);
-    return 0;
-}
-
 /* ---- the signing key ---- */
 
 static void test_pick(void **state)
@@ -863,5 +841,5 @@ int main(void)
         printf("SKIP the tests with nsd: %s\n", missing);
         return rc != 0 ? rc : 77;
     }
-    return rc | cmocka_run_group_tests_name("dkim-nsd", with_nsd, setup, teardown);
+    return rc | cmocka_run_group_tests_name("dkim-nsd", with_nsd, dfx_group_setup, dfx_group_teardown);
 }

@@ -254,26 +254,6 @@ static void test_config(void **state)
 
 /* ---- the filter against nsd ---- */
 
-static int setup(void **state)
-{
-    struct dfx *fx = calloc(1, sizeof(*fx));
-
-    if (fx == NULL)
-        return -1;
-    dfx_start(fx);
-    *state = fx;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct dfx *fx = *state;
-
-    dfx_stop(fx);
-    free(fx);
-    return 0;
-}
-
 static char *sign_with(struct dfx *fx, const char *domain, const char *content)
 {
     char keys[512], sender[300];
@@ -524,5 +504,5 @@ int main(void)
         printf("SKIP the tests with nsd: %s\n", missing);
         return rc != 0 ? rc : 77;
     }
-    return rc | cmocka_run_group_tests_name("dmarc-nsd", with_nsd, setup, teardown);
+    return rc | cmocka_run_group_tests_name("dmarc-nsd", with_nsd, dfx_group_setup, dfx_group_teardown);
 }

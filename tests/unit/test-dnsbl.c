@@ -170,19 +170,20 @@ static void test_rcpt_exempt(void **state)
 #define DNSBL(keys) "filters = ( { name = \"dnsbl\"; " keys " } );"
 #define LIST(keys) "lists = ( { zone = \"bl.test\"; " keys " } );"
 
-static const struct {
-    const char *filters;
-    const char *error; /* substring of the first error; NULL = loads */
-} configs[] = {
-    /* 0: checked key by key in test_config */
+static void check_row0(const struct postern_config *cfg);
+static void check_defaults(const struct postern_config *cfg);
+
+static const struct config_test_row configs[] = {
+    /* 0: checked key by key in check_row0 */
     {.filters = DNSBL("lists = ( { zone = \"bl.test\"; score = 3.5; codes = [\"127.0.0.2\"]; },"
                       " { zone = \"wl.test\"; type = \"allow\"; score = -5; accept = true; "
                       "ipv6 = false; mask = 0x0c; } ); reject_score = 3; reject_stage = "
                       "\"connect\"; reject_exempt_recipients = [\"postmaster\", "
                       "\"abuse@example.org\"]; allow_networks = [\"192.0.2.0/24\", "
-                      "\"2001:db8::/32\"]; skip_authenticated = false; skip_trusted = false;")},
-    /* 1: the defaults, checked in test_config */
-    {.filters = DNSBL(LIST(""))},
+                      "\"2001:db8::/32\"]; skip_authenticated = false; skip_trusted = false;"),
+     .check = check_row0},
+    /* 1: the defaults, checked in check_defaults */
+    {.filters = DNSBL(LIST("")), .check = check_defaults},
     {.filters = DNSBL("lists = ( { zone = \"bl.test\"; bogus = 1; } );"),
      .error = ":2: unknown key \"bogus\""},
     {.filters = "filters = ( { name = \"dnsbl\"; lists = ( { zone = \"bl.test\"; } );\n"
@@ -316,17 +317,7 @@ static void check_defaults(const struct postern_config *cfg)
 static void test_config(void **state)
 {
     (void)state;
-    for (size_t i = 0; i < sizeof(configs) / sizeof(configs[0]); i++) {
-        struct cfg_errors errs = {0};
-        struct postern_config *cfg = config_test_load(configs[i].filters, &errs);
-        config_test_expect(i, cfg, &errs, configs[i].error);
-        if (i == 0)
-            check_row0(cfg);
-        if (i == 1)
-            check_defaults(cfg);
-        postern_config_free(&cfg);
-        cfg_errors_clear(&errs);
-    }
+    config_test_rows(configs, sizeof(configs) / sizeof(configs[0]));
 }
 
 /* ---- the filter through the chain ---- */

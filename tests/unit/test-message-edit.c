@@ -150,49 +150,41 @@ struct row {
 };
 
 #define RCVD "Received: from client (unknown [192.0.2.1])\r\n\tby mx (Postern) id Q; date\r\n"
-#define MSG                                                                                        \
-    RCVD "From: a@example.org\r\nSubject: one\r\nTo: b@example.org\r\n"                            \
-         "Subject: two\r\n\tfolded\r\n\r\nbody line\r\n.dot line\r\n"
+/* MSG's fields after RCVD, one macro each, so a row's output shows its edit */
+#define FROM "From: a@example.org\r\n"
+#define S1 "Subject: one\r\n"
+#define TO "To: b@example.org\r\n"
+#define S2 "Subject: two\r\n\tfolded\r\n"
 #define BODY "\r\nbody line\r\n.dot line\r\n"
+#define MSG RCVD FROM S1 TO S2 BODY
 
 /* clang-format off */
 static const struct row rows[] = {
     {"nothing to do", MSG, {{.op = END}}, NULL, MSG, 0},
     {"insert at 0 goes after Postern's Received", MSG, {{INS, 0, "X-A", "v"}}, NULL,
-     RCVD "X-A: v\r\nFrom: a@example.org\r\nSubject: one\r\nTo: b@example.org\r\n"
-          "Subject: two\r\n\tfolded\r\n" BODY, 0},
+     RCVD "X-A: v\r\n" FROM S1 TO S2 BODY, 0},
     {"insert at 1 is the same place", MSG, {{INS, 1, "X-A", "v"}}, NULL,
-     RCVD "X-A: v\r\nFrom: a@example.org\r\nSubject: one\r\nTo: b@example.org\r\n"
-          "Subject: two\r\n\tfolded\r\n" BODY, 0},
+     RCVD "X-A: v\r\n" FROM S1 TO S2 BODY, 0},
     {"insert in the middle", MSG, {{INS, 3, "X-A", "v"}}, NULL,
-     RCVD "From: a@example.org\r\nSubject: one\r\nX-A: v\r\nTo: b@example.org\r\n"
-          "Subject: two\r\n\tfolded\r\n" BODY, 0},
+     RCVD FROM S1 "X-A: v\r\n" TO S2 BODY, 0},
     {"insert at the end", MSG, {{INS, 5, "X-A", "v"}}, NULL,
-     RCVD "From: a@example.org\r\nSubject: one\r\nTo: b@example.org\r\n"
-          "Subject: two\r\n\tfolded\r\nX-A: v\r\n" BODY, 0},
+     RCVD FROM S1 TO S2 "X-A: v\r\n" BODY, 0},
     {"insert past the end", MSG, {{INS, 1000, "X-A", "v"}}, NULL,
-     RCVD "From: a@example.org\r\nSubject: one\r\nTo: b@example.org\r\n"
-          "Subject: two\r\n\tfolded\r\nX-A: v\r\n" BODY, 0},
+     RCVD FROM S1 TO S2 "X-A: v\r\n" BODY, 0},
     {"insert a folded value", MSG, {{INS, 1, "X-A", "one\r\n\ttwo"}}, NULL,
-     RCVD "X-A: one\r\n\ttwo\r\nFrom: a@example.org\r\nSubject: one\r\nTo: b@example.org\r\n"
-          "Subject: two\r\n\tfolded\r\n" BODY, 0},
+     RCVD "X-A: one\r\n\ttwo\r\n" FROM S1 TO S2 BODY, 0},
     {"change the first occurrence", MSG, {{CHG, 1, "Subject", "new"}}, NULL,
-     RCVD "From: a@example.org\r\nSubject: new\r\nTo: b@example.org\r\n"
-          "Subject: two\r\n\tfolded\r\n" BODY, 0},
+     RCVD FROM "Subject: new\r\n" TO S2 BODY, 0},
     {"change the second (folded) occurrence", MSG, {{CHG, 2, "Subject", "new"}}, NULL,
-     RCVD "From: a@example.org\r\nSubject: one\r\nTo: b@example.org\r\nSubject: new\r\n" BODY, 0},
+     RCVD FROM S1 TO "Subject: new\r\n" BODY, 0},
     {"names compare in any case", MSG, {{CHG, 2, "SUBJECT", "new"}}, NULL,
-     RCVD "From: a@example.org\r\nSubject: one\r\nTo: b@example.org\r\nSUBJECT: new\r\n" BODY, 0},
-    {"delete the first", MSG, {{CHG, 1, "subject", NULL}}, NULL,
-     RCVD "From: a@example.org\r\nTo: b@example.org\r\nSubject: two\r\n\tfolded\r\n" BODY, 0},
-    {"delete the folded second", MSG, {{CHG, 2, "Subject", NULL}}, NULL,
-     RCVD "From: a@example.org\r\nSubject: one\r\nTo: b@example.org\r\n" BODY, 0},
+     RCVD FROM S1 TO "SUBJECT: new\r\n" BODY, 0},
+    {"delete the first", MSG, {{CHG, 1, "subject", NULL}}, NULL, RCVD FROM TO S2 BODY, 0},
+    {"delete the folded second", MSG, {{CHG, 2, "Subject", NULL}}, NULL, RCVD FROM S1 TO BODY, 0},
     {"change a missing field: appended", MSG, {{CHG, 1, "X-New", "v"}}, NULL,
-     RCVD "From: a@example.org\r\nSubject: one\r\nTo: b@example.org\r\n"
-          "Subject: two\r\n\tfolded\r\nX-New: v\r\n" BODY, 0},
+     RCVD FROM S1 TO S2 "X-New: v\r\n" BODY, 0},
     {"change a missing occurrence: appended", MSG, {{CHG, 3, "Subject", "three"}}, NULL,
-     RCVD "From: a@example.org\r\nSubject: one\r\nTo: b@example.org\r\n"
-          "Subject: two\r\n\tfolded\r\nSubject: three\r\n" BODY, 0},
+     RCVD FROM S1 TO S2 "Subject: three\r\n" BODY, 0},
     {"delete a missing field: nothing", MSG, {{CHG, 1, "X-New", NULL}}, NULL, MSG, 0},
     {"Postern's Received cannot be changed or deleted", MSG,
      {{CHG, 1, "Received", "forged"}, {CHG, 1, "received", NULL}}, NULL, MSG, 2},
@@ -201,26 +193,19 @@ static const struct row rows[] = {
      {{CHG, 2, "Received", NULL}}, NULL, RCVD "Subject: s\r\n\r\nb\r\n", 0},
     {"edits apply one after the other", MSG,
      {{INS, 1, "X-A", "1"}, {INS, 1, "X-B", "2"}, {CHG, 1, "X-A", NULL}, {CHG, 1, "From", "c"}},
-     NULL,
-     RCVD "X-B: 2\r\nFrom: c\r\nSubject: one\r\nTo: b@example.org\r\n"
-          "Subject: two\r\n\tfolded\r\n" BODY, 0},
+     NULL, RCVD "X-B: 2\r\nFrom: c\r\n" S1 TO S2 BODY, 0},
     {"a value with a leading blank, an empty value", MSG,
      {{CHG, 1, "Subject", " lead"}, {INS, 9, "X-E", ""}}, NULL,
-     RCVD "From: a@example.org\r\nSubject: lead\r\nTo: b@example.org\r\n"
-          "Subject: two\r\n\tfolded\r\nX-E:\r\n" BODY, 0},
+     RCVD FROM "Subject: lead\r\n" TO S2 "X-E:\r\n" BODY, 0},
     {"a blank before the colon", RCVD "Subject : old\r\n\r\nb\r\n",
      {{CHG, 1, "Subject", "new"}}, NULL, RCVD "Subject: new\r\n\r\nb\r\n", 0},
     {"body replaced", MSG, {{.op = END}}, "new body\r\n",
-     RCVD "From: a@example.org\r\nSubject: one\r\nTo: b@example.org\r\n"
-          "Subject: two\r\n\tfolded\r\n\r\nnew body\r\n", 0},
+     RCVD FROM S1 TO S2 "\r\nnew body\r\n", 0},
     {"body with bare LF, bare CR, no last line end", MSG, {{INS, 9, "X-A", "v"}},
      "a\nb\rc\r\n\r\rd",
-     RCVD "From: a@example.org\r\nSubject: one\r\nTo: b@example.org\r\n"
-          "Subject: two\r\n\tfolded\r\nX-A: v\r\n\r\na\r\nb\r\nc\r\n\r\n\r\nd\r\n", 0},
+     RCVD FROM S1 TO S2 "X-A: v\r\n\r\na\r\nb\r\nc\r\n\r\n\r\nd\r\n", 0},
     {"body ending in a CR", RCVD "S: x\r\n\r\nold\r\n", {{.op = END}}, "a\r", RCVD "S: x\r\n\r\na\r\n", 0},
-    {"empty body", MSG, {{.op = END}}, "",
-     RCVD "From: a@example.org\r\nSubject: one\r\nTo: b@example.org\r\n"
-          "Subject: two\r\n\tfolded\r\n\r\n", 0},
+    {"empty body", MSG, {{.op = END}}, "", RCVD FROM S1 TO S2 "\r\n", 0},
     {"header only, no empty line", RCVD "Subject: s\r\n", {{INS, 9, "X-A", "v"}}, NULL,
      RCVD "Subject: s\r\nX-A: v\r\n", 0},
     {"header only, body replaced", RCVD "Subject: s\r\n", {{.op = END}}, "b\r\n",
@@ -343,9 +328,7 @@ static void test_rewrite_fd(void **state)
     assert_int_equal(filter_edits_change_header(e, "Received", 1, "changed", "t"), 0);
     assert_int_equal(filter_edits_append_body(e, "new\n", 4, "t"), 0);
     got = rewrite_fd(fx, MSG, e, &rep, &len);
-    assert_string_equal(got, "X-A: v\r\nReceived: changed\r\nFrom: a@example.org\r\n"
-                             "Subject: one\r\nTo: b@example.org\r\nSubject: two\r\n\tfolded\r\n"
-                             "\r\nnew\r\n");
+    assert_string_equal(got, "X-A: v\r\nReceived: changed\r\n" FROM S1 TO S2 "\r\nnew\r\n");
     assert_int_equal(rep.ignored, 0);
     assert_int_equal(rep.inserted, 1);
     assert_int_equal(rep.changed, 1);
@@ -555,8 +538,7 @@ static void test_job(void **state)
     assert_int_equal(jr.error, 0);
     assert_int_equal(jr.rep.changed, 1);
     got = msg_text(msg, &len);
-    assert_string_equal(got, RCVD "From: a@example.org\r\nSubject: new\r\nTo: b@example.org\r\n"
-                                  "Subject: two\r\n\tfolded\r\n\r\nb\r\n");
+    assert_string_equal(got, RCVD FROM "Subject: new\r\n" TO S2 "\r\nb\r\n");
     free(got);
     spool_msg_abort(&msg);
 

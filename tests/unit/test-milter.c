@@ -105,20 +105,21 @@ static void test_addresses(void **state)
 #define MILTER(keys) "filters = ( { name = \"milter\"; " keys " } );"
 #define ADDR "address = \"inet:127.0.0.1:8891\"; "
 
-static const struct {
-    const char *filters;
-    const char *error;
-} configs[] = {
-    /* 0: every key, checked in test_config */
+static void check_row0(const struct postern_config *cfg);
+static void check_defaults(const struct postern_config *cfg);
+
+static const struct config_test_row configs[] = {
+    /* 0: every key, checked in check_row0 */
     {.filters = MILTER("id = \"dkim\"; on_error = \"skip\"; timeout = \"2m\"; address = "
                        "\"unix:/run/opendkim.sock\"; connect_timeout = \"2s\"; command_timeout "
                        "= \"3s\"; content_timeout = \"1m\"; idle_timeout = \"20s\"; "
                        "connect_macros = [\"j\", \"{daemon_name} _\"]; helo_macros = "
                        "\"client_addr\"; mail_macros = []; rcpt_macros = \"i {rcpt_addr}\"; "
                        "data_macros = \"i\"; eoh_macros = \"i\"; eom_macros = [\"i\", "
-                       "\"{auth_authen}\"];")},
-    /* 1: the defaults */
-    {.filters = MILTER(ADDR)},
+                       "\"{auth_authen}\"];"),
+     .check = check_row0},
+    /* 1: the defaults, checked in check_defaults */
+    {.filters = MILTER(ADDR), .check = check_defaults},
     {.filters = MILTER(""), .error = "milter: address is required"},
     {.filters = "filters = ( { name = \"milter\";\n address = \"inet:nowhere:1\"; } );",
      .error = ":3: milter: address \"inet:nowhere:1\": host must be a numeric address"},
@@ -211,17 +212,7 @@ static void check_defaults(const struct postern_config *cfg)
 static void test_config(void **state)
 {
     (void)state;
-    for (size_t i = 0; i < sizeof(configs) / sizeof(configs[0]); i++) {
-        struct cfg_errors errs = {0};
-        struct postern_config *cfg = config_test_load(configs[i].filters, &errs);
-        config_test_expect(i, cfg, &errs, configs[i].error);
-        if (i == 0)
-            check_row0(cfg);
-        if (i == 1)
-            check_defaults(cfg);
-        postern_config_free(&cfg);
-        cfg_errors_clear(&errs);
-    }
+    config_test_rows(configs, sizeof(configs) / sizeof(configs[0]));
 }
 
 static void test_macro_names(void **state)

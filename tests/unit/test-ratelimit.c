@@ -52,10 +52,8 @@
 
 struct env {
     struct kv_test kt; /* first, for kv_test_group_setup */
-    char prefix[32];
-    unsigned serial;
-    struct event_base *base;
-    struct kv *kv;
+    struct kv_test_store st;
+    unsigned serial; /* of the ids */
     /* the filter under test */
     struct postern_config *cfg;
     struct filter_test ft;
@@ -79,10 +77,7 @@ static int test_setup(void **state)
     struct env *e = *state;
     char err[256];
 
-    snprintf(e->prefix, sizeof(e->prefix), "t%u:%ld:", ++e->serial, (long)getpid());
-    e->base = event_base_new();
-    if (e->base == NULL || kv_test_open(&e->kt, e->base, "state", e->prefix, KV_TIMEOUT_MS, &e->kv,
-                                        err, sizeof(err)) < 0) {
+    if (kv_test_store_open(&e->kt, &e->st, "state", KV_TIMEOUT_MS, err, sizeof(err)) < 0) {
         fprintf(stderr, "kv_new: %s\n", err);
         return -1;
     }
@@ -100,9 +95,7 @@ static int test_teardown(void **state)
     struct env *e = *state;
 
     filter_unload(e);
-    kv_free(&e->kv);
-    event_base_free(e->base);
-    e->base = NULL;
+    kv_test_store_close(&e->st);
     return 0;
 }
 
@@ -115,7 +108,7 @@ static const struct ratelimit_settings *filter_load(struct env *e, const char *b
     char text[4096];
     struct cfg_errors errs = {0};
     const struct ratelimit_settings *s;
-    struct filter_env fenv = {.base = e->base, .kv = e->kv, .hostname = "mx.test"};
+    struct filter_env fenv = {.base = e->st.base, .kv = e->st.kv, .hostname = "mx.test"};
 
     filter_unload(e);
     snprintf(e->id, sizeof(e->id), "rl%u", ++e->serial);
@@ -170,7 +163,7 @@ static struct chain_result run_stage(struct env *e, struct chain_session *s,
     struct filter_txn x;
 
     fill_txn(t, stage, &x);
-    filter_test_run(e->base, s, stage, &x, &w, WAIT_MAX_MS);
+    filter_test_run(e->st.base, s, stage, &x, &w, WAIT_MAX_MS);
     return w.res;
 }
 
@@ -459,8 +452,8 @@ static double bucket_tokens(struct env *e, const char *symbol, const char *value
     struct kv_result got = {.status = KV_CANCELLED, .tokens = -1};
 
     ratelimit_bucket_key(e->id, symbol, value, key, sizeof(key));
-    assert_non_null(kv_take(e->kv, key, cap, rate, 0, on_kv, &got));
-    loop_run_until(e->base, answered, &got, WAIT_MAX_MS);
+    assert_non_null(kv_take(e->st.kv, key, cap, rate, 0, on_kv, &got));
+    loop_run_until(e->st.base, answered, &got, WAIT_MAX_MS);
     assert_int_equal(got.status, KV_OK);
     return got.tokens;
 }
@@ -479,11 +472,11 @@ static void test_burst_refill(void **state)
     assert_string_equal(r.symbols[0].text, "5 per 1s for client_ip 127.0.0.5");
     assert_string_equal(r.reply.text,
                         "Rate limit exceeded (5 per 1s for client_ip), try again later");
-    loop_run_for(e->base, 450); /* 5 per second: at least 2.25 tokens back */
+    loop_run_for(e->st.base, 450); /* 5 per second: at least 2.25 tokens back */
     for (int i = 0; i < 2; i++)
         assert_int_equal(run_one(e, D, &t).action, FILTER_ACTION_NONE);
     /* a full bucket holds burst, not more, after a long quiet time */
-    loop_run_for(e->base, 1100);
+    loop_run_for(e->st.base, 1100);
     for (int i = 0; i < 3; i++)
         assert_int_equal(run_one(e, D, &t).action, FILTER_ACTION_NONE);
     assert_int_equal(run_one(e, D, &t).action, FILTER_ACTION_TEMPFAIL);
@@ -615,12 +608,12 @@ static void test_cancel_in_flight(void **state)
     run = chain_run(s, D, &x, filter_test_done, &w);
     assert_non_null(run);
     chain_run_cancel(run);
-    loop_run_for(e->base, 100);
+    loop_run_for(e->st.base, 100);
     assert_int_equal(w.calls, 0);
     /* and freeing the session with a run pending */
     assert_non_null(chain_run(s, D, &x, filter_test_done, &w));
     chain_session_free(&s);
-    loop_run_for(e->base, 100);
+    loop_run_for(e->st.base, 100);
     assert_int_equal(w.calls, 0);
     /* the cancelled takes may or may not have reached the store: either way
      * the filter still answers */
@@ -652,7 +645,7 @@ static void test_redis_down(void **state)
     filter_load(e, fault_config);
     assert_int_equal(run_one(e, D, &t).action, FILTER_ACTION_NONE); /* connected, counted */
     kv_test_redis_stop(&e->kt);
-    loop_run_for(e->base, 50);
+    loop_run_for(e->st.base, 50);
     for (int i = 0; i < 3; i++) {
         start = now_ms();
         r = run_one(e, D, &t);
@@ -662,7 +655,7 @@ static void test_redis_down(void **state)
     assert_int_equal(kv_test_redis_start(&e->kt), 0); /* a new, empty server */
     deadline = now_ms() + 3000;
     do {
-        loop_run_for(e->base, 50);
+        loop_run_for(e->st.base, 50);
         r = run_one(e, D, &t);
     } while (r.symbol_count > 0 && now_ms() < deadline);
     assert_int_equal(r.action, FILTER_ACTION_NONE);
@@ -695,7 +688,7 @@ static void test_redis_hung(void **state)
     check_skipped(&r, "timeout");
     assert_in_range(took, 90, 250);
     kv_test_redis_resume(&e->kt);
-    loop_run_for(e->base, 400); /* late replies are dropped */
+    loop_run_for(e->st.base, 400); /* late replies are dropped */
 }
 
 /* ---- config ---- */

@@ -125,25 +125,28 @@ static void test_rule_symbols(void **state)
 
 /* ---- config ---- */
 
-static const struct {
-    const char *filters;
-    const char *error; /* NULL = loads */
-} configs[] = {
-    {SPAMD("address = \"[::1]:7830\"; command = \"report\"; user = \"recipient\"; "
-           "max_size = \"1M\"; on_error = \"tempfail\"; timeout = \"30s\"; "
-           "skip_trusted = true; skip_authenticated = true;"),
-     NULL},
-    {SPAMD(""), NULL},
-    {SPAMD("address = \"/run/spamd/spamd.sock\"; user = \"nobody\"; command = \"headers\";"), NULL},
-    {SPAMD("address = \"127.0.0.1\";"), ":2: spamd: address \"127.0.0.1\""},
-    {SPAMD("address = \"spamd.example:783\";"), ":2: spamd: address"},
-    {SPAMD("command = \"check\";"), ":2:"},
-    {SPAMD("user = \"bad user\";"), ":2: spamd: user \"bad user\" is not a safe name"},
-    {SPAMD("user = \"-x\";"), "not a safe name"},
-    {SPAMD("max_size = 0;"), ":2:"},
-    {SPAMD("max_size = \"2G\";"), ":2:"},
-    {SPAMD("on_error = \"maybe\";"), ":2:"},
-    {SPAMD("hosts = 1;"), ":2:"},
+static void check_row0(const struct postern_config *cfg);
+static void check_defaults(const struct postern_config *cfg);
+
+static const struct config_test_row configs[] = {
+    /* error NULL = loads; 0 and 1 checked in check_row0 and check_defaults */
+    {.filters = SPAMD("address = \"[::1]:7830\"; command = \"report\"; user = \"recipient\"; "
+                      "max_size = \"1M\"; on_error = \"tempfail\"; timeout = \"30s\"; "
+                      "skip_trusted = true; skip_authenticated = true;"),
+     .check = check_row0},
+    {.filters = SPAMD(""), .check = check_defaults},
+    {.filters = SPAMD("address = \"/run/spamd/spamd.sock\"; user = \"nobody\";"
+                      " command = \"headers\";")},
+    {.filters = SPAMD("address = \"127.0.0.1\";"), .error = ":2: spamd: address \"127.0.0.1\""},
+    {.filters = SPAMD("address = \"spamd.example:783\";"), .error = ":2: spamd: address"},
+    {.filters = SPAMD("command = \"check\";"), .error = ":2:"},
+    {.filters = SPAMD("user = \"bad user\";"),
+     .error = ":2: spamd: user \"bad user\" is not a safe name"},
+    {.filters = SPAMD("user = \"-x\";"), .error = "not a safe name"},
+    {.filters = SPAMD("max_size = 0;"), .error = ":2:"},
+    {.filters = SPAMD("max_size = \"2G\";"), .error = ":2:"},
+    {.filters = SPAMD("on_error = \"maybe\";"), .error = ":2:"},
+    {.filters = SPAMD("hosts = 1;"), .error = ":2:"},
 };
 
 static void check_row0(const struct postern_config *cfg)
@@ -177,17 +180,7 @@ static void check_defaults(const struct postern_config *cfg)
 static void test_config(void **state)
 {
     (void)state;
-    for (size_t i = 0; i < sizeof(configs) / sizeof(configs[0]); i++) {
-        struct cfg_errors errs = {0};
-        struct postern_config *cfg = config_test_load(configs[i].filters, &errs);
-        config_test_expect(i, cfg, &errs, configs[i].error);
-        if (i == 0)
-            check_row0(cfg);
-        if (i == 1)
-            check_defaults(cfg);
-        postern_config_free(&cfg);
-        cfg_errors_clear(&errs);
-    }
+    config_test_rows(configs, sizeof(configs) / sizeof(configs[0]));
 }
 
 /* ---- the stand-in spamd ---- */
