@@ -28,7 +28,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,34 +45,20 @@
 #include "lib/spool.h"
 #include "lib/workpool.h"
 #include "tests/unit/loop-test.h"
+#include "tests/unit/spool-test.h"
 
 struct fixture {
-    char dir[64];
-    char spool_dir[96];
-    char tmp_dir[128];
-    struct event_base *base;
-    struct spool *spool;
+    struct spool_test st;
+    char tmp_dir[128]; /* the spool's tmp/ */
 };
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
 
 static int setup(void **state)
 {
     struct fixture *fx = calloc(1, sizeof(*fx));
-    char error[256];
 
     assert_non_null(fx);
-    strcpy(fx->dir, "/tmp/test-message-edit.XXXXXX");
-    assert_non_null(mkdtemp(fx->dir));
-    snprintf(fx->spool_dir, sizeof(fx->spool_dir), "%s/spool", fx->dir);
-    snprintf(fx->tmp_dir, sizeof(fx->tmp_dir), "%s/tmp", fx->spool_dir);
-    fx->base = event_base_new();
-    assert_non_null(fx->base);
-    assert_int_equal(spool_open(fx->spool_dir, fx->base, &fx->spool, error, sizeof(error)), 0);
+    spool_test_open(&fx->st, "test-message-edit");
+    snprintf(fx->tmp_dir, sizeof(fx->tmp_dir), "%s/tmp", fx->st.spool_dir);
     *state = fx;
     return 0;
 }
@@ -82,9 +67,7 @@ static int teardown(void **state)
 {
     struct fixture *fx = *state;
 
-    spool_close(&fx->spool);
-    event_base_free(fx->base);
-    nftw(fx->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    spool_test_close(&fx->st);
     free(fx);
     return 0;
 }
@@ -107,8 +90,8 @@ static struct spool_msg *make_msg(struct fixture *fx, const char *content, size_
     char id[SPOOL_QUEUE_ID_MAX + 1];
     struct spool_msg *msg;
 
-    spool_new_queue_id(fx->spool, id, sizeof(id));
-    msg = spool_msg_begin(fx->spool, id);
+    spool_new_queue_id(fx->st.spool, id, sizeof(id));
+    msg = spool_msg_begin(fx->st.spool, id);
     assert_non_null(msg);
     assert_int_equal(spool_msg_write(msg, content, len), 0);
     return msg;
@@ -279,11 +262,11 @@ static char *rewrite_fd(struct fixture *fx, const char *in, const struct filter_
     off_t end;
     char *buf;
 
-    snprintf(path, sizeof(path), "%s/in", fx->dir);
+    snprintf(path, sizeof(path), "%s/in", fx->st.dir);
     in_fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
     assert_true(in_fd >= 0);
     assert_int_equal(write(in_fd, in, strlen(in)), (ssize_t)strlen(in));
-    snprintf(path, sizeof(path), "%s/out", fx->dir);
+    snprintf(path, sizeof(path), "%s/out", fx->st.dir);
     out_fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
     assert_true(out_fd >= 0);
     if (message_edit_rewrite_fd(e, in_fd, 0, strlen(in), out_fd, rep) < 0)
@@ -472,10 +455,10 @@ static void test_large_and_commit(void **state)
         }
         assert_int_equal(spool_msg_commit(msg, &env, on_commit, cs), 0);
         for (int i = 0; i < 500 && cs[0] == 0; i++)
-            loop_run_for(fx->base, 10);
+            loop_run_for(fx->st.base, 10);
         assert_int_equal(cs[0], 1);
         assert_int_equal(cs[1], 0);
-        snprintf(path, sizeof(path), "%s/queue/%s", fx->spool_dir, id);
+        snprintf(path, sizeof(path), "%s/queue/%s", fx->st.spool_dir, id);
         assert_int_equal(spool_read_envelope(path, &parsed, &coff, &clen, error, sizeof(error)), 0);
         assert_int_equal(parsed->size, got_len);
         assert_int_equal(clen, got_len);
@@ -519,7 +502,7 @@ static bool job_called(const void *ctx)
 static void test_job(void **state)
 {
     struct fixture *fx = *state;
-    struct workpool *pool = workpool_create(fx->base, 1);
+    struct workpool *pool = workpool_create(fx->st.base, 1);
     struct filter_edits *e = filter_edits_new(NULL);
     struct job_result jr = {0};
     struct message_edit_job *job;
@@ -534,7 +517,7 @@ static void test_job(void **state)
     assert_non_null(job);
     assert_null(e); /* taken */
     assert_int_equal(jr.calls, 0);
-    assert_true(loop_run_until(fx->base, job_called, &jr, 5000));
+    assert_true(loop_run_until(fx->st.base, job_called, &jr, 5000));
     assert_int_equal(jr.error, 0);
     assert_int_equal(jr.rep.changed, 1);
     got = msg_text(msg, &len);
@@ -549,7 +532,7 @@ static void test_job(void **state)
     assert_int_equal(filter_edits_insert_header(e, 0, "X-A", "v", "t"), 0);
     jr = (struct job_result){0};
     assert_non_null(message_edit_start(pool, msg, &e, on_job, &jr));
-    assert_true(loop_run_until(fx->base, job_called, &jr, 5000));
+    assert_true(loop_run_until(fx->st.base, job_called, &jr, 5000));
     assert_int_equal(jr.error, E2BIG);
     assert_int_equal(spool_msg_size(msg), blen);
     assert_int_equal(count_files(fx->tmp_dir), 1);
@@ -569,7 +552,7 @@ static void test_job(void **state)
     message_edit_cancel(&job); /* NULL-safe */
     spool_msg_abort(&msg);
     workpool_destroy(&pool); /* settles the job */
-    loop_run_for(fx->base, 20);
+    loop_run_for(fx->st.base, 20);
     assert_int_equal(jr.calls, 0);
     assert_int_equal(count_files(fx->tmp_dir), 0);
 }

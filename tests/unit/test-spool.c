@@ -22,7 +22,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -40,14 +39,7 @@
 #include "lib/spool-pool.h"
 #include "lib/spool.h"
 #include "lib/workpool.h"
-
-struct fixture {
-    char dir[64];   /* the mkdtemp directory */
-    char spool_dir[96];
-    struct event_base *base;
-    struct spool *spool;
-    bool mounted;
-};
+#include "tests/unit/spool-test.h"
 
 struct commit_result {
     int calls;
@@ -55,38 +47,20 @@ struct commit_result {
     int *total; /* also counted here when set */
 };
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
 static int setup(void **state)
 {
-    struct fixture *fx = calloc(1, sizeof(*fx));
-    char error[256];
+    struct spool_test *fx = calloc(1, sizeof(*fx));
 
     assert_non_null(fx);
-    strcpy(fx->dir, "/tmp/test-spool.XXXXXX");
-    assert_non_null(mkdtemp(fx->dir));
-    snprintf(fx->spool_dir, sizeof(fx->spool_dir), "%s/spool", fx->dir);
-    fx->base = event_base_new();
-    assert_non_null(fx->base);
-    assert_int_equal(spool_open(fx->spool_dir, fx->base, &fx->spool, error, sizeof(error)), 0);
+    spool_test_open(fx, "test-spool");
     *state = fx;
     return 0;
 }
 
 static int teardown(void **state)
 {
-    struct fixture *fx = *state;
-
-    spool_close(&fx->spool);
-    assert_null(fx->spool);
-    if (fx->mounted)
-        umount2(fx->spool_dir, MNT_DETACH);
-    event_base_free(fx->base);
-    nftw(fx->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-    free(fx);
+    spool_test_close(*state);
+    free(*state);
     return 0;
 }
 
@@ -131,7 +105,7 @@ static int count_files(const char *dir, const char *sub)
     return n;
 }
 
-static void queue_path(const struct fixture *fx, const char *sub, const char *id, char *buf,
+static void queue_path(const struct spool_test *fx, const char *sub, const char *id, char *buf,
                        size_t size)
 {
     snprintf(buf, size, "%s/%s/%s", fx->spool_dir, sub, id);
@@ -171,7 +145,7 @@ static void pool_done(void *ctx, bool cancelled)
 
 static void test_workpool(void **state)
 {
-    struct fixture *fx = *state;
+    struct spool_test *fx = *state;
     struct pool_test pt = { .loop_thread = pthread_self() };
     struct workpool *pool = workpool_create(fx->base, 4);
 
@@ -205,7 +179,7 @@ static void pool_slow_work(void *ctx)
  * cancels the queued ones, each settled exactly once. */
 static void test_workpool_cancel(void **state)
 {
-    struct fixture *fx = *state;
+    struct spool_test *fx = *state;
     struct pool_test pt = { .loop_thread = pthread_self() };
     struct workpool *pool = workpool_create(fx->base, 1);
 
@@ -249,7 +223,7 @@ static char *read_file(const char *path, size_t *len_r)
 }
 
 /* Checks a committed file in sub/: header, exact content, envelope. */
-static void check_committed_in(struct fixture *fx, const char *sub, const char *id,
+static void check_committed_in(struct spool_test *fx, const char *sub, const char *id,
                                const char *content, size_t clen)
 {
     struct spool_envelope *env = NULL;
@@ -277,7 +251,7 @@ static void check_committed_in(struct fixture *fx, const char *sub, const char *
     assert_false(exists(path));
 }
 
-static void check_committed(struct fixture *fx, const char *id, const char *content, size_t clen)
+static void check_committed(struct spool_test *fx, const char *id, const char *content, size_t clen)
 {
     check_committed_in(fx, "queue", id, content, clen);
 }
@@ -293,7 +267,7 @@ static char *make_content(size_t len, unsigned seed)
 
 /* Commits a message of clen octets written chunk by chunk through spool, and
  * checks the file; its queue id into id. */
-static void commit_through(struct fixture *fx, struct spool *spool, size_t clen, size_t chunk,
+static void commit_through(struct spool_test *fx, struct spool *spool, size_t clen, size_t chunk,
                            char id[SPOOL_QUEUE_ID_MAX + 1])
 {
     struct commit_result res = { 0, -1, NULL };
@@ -320,7 +294,7 @@ static void commit_through(struct fixture *fx, struct spool *spool, size_t clen,
     free(content);
 }
 
-static void commit_and_check(struct fixture *fx, size_t clen, size_t chunk)
+static void commit_and_check(struct spool_test *fx, size_t clen, size_t chunk)
 {
     char id[SPOOL_QUEUE_ID_MAX + 1];
 
@@ -329,7 +303,7 @@ static void commit_and_check(struct fixture *fx, size_t clen, size_t chunk)
 
 static void test_commit(void **state)
 {
-    struct fixture *fx = *state;
+    struct spool_test *fx = *state;
 
     commit_and_check(fx, 2048, 100);         /* fits the buffer: one write */
     commit_and_check(fx, 0, 1);              /* empty content */
@@ -345,7 +319,7 @@ static void test_commit(void **state)
 static void test_commit_hold(void **state)
 {
     static const char headers[] = "X-Spam-Flag: YES\r\nX-Postern-Score: 12.5\r\n";
-    struct fixture *fx = *state;
+    struct spool_test *fx = *state;
     struct commit_result res[10];
     char ids[10][SPOOL_QUEUE_ID_MAX + 1], path[256], error[256];
     struct spool_envelope env, *parsed = NULL;
@@ -408,7 +382,7 @@ static void test_commit_hold(void **state)
 /* Commits still pending when the spool closes land in hold/ too. */
 static void test_close_drains_hold(void **state)
 {
-    struct fixture *fx = *state;
+    struct spool_test *fx = *state;
     struct commit_result res = { 0, -1, NULL };
     struct spool_envelope env;
     struct spool_rcpt rcpt;
@@ -428,7 +402,7 @@ static void test_close_drains_hold(void **state)
 
 static void test_write_evbuffer(void **state)
 {
-    struct fixture *fx = *state;
+    struct spool_test *fx = *state;
     struct commit_result res = { 0, -1, NULL };
     struct evbuffer *eb = evbuffer_new();
     char *content = make_content(100000, 3);
@@ -457,7 +431,7 @@ static void test_write_evbuffer(void **state)
 
 static void test_group_commit(void **state)
 {
-    struct fixture *fx = *state;
+    struct spool_test *fx = *state;
     static struct commit_result res[MANY];
     static char ids[MANY][SPOOL_QUEUE_ID_MAX + 1];
     struct spool_envelope env;
@@ -493,7 +467,7 @@ static void test_group_commit(void **state)
 
 static void test_detach(void **state)
 {
-    struct fixture *fx = *state;
+    struct spool_test *fx = *state;
     struct commit_result res = { 0, -1, NULL }, other = { 0, -1, NULL };
     struct spool_envelope env;
     struct spool_rcpt rcpt;
@@ -525,7 +499,7 @@ static void test_detach(void **state)
  * was and nothing behind. */
 static void test_rewrite(void **state)
 {
-    struct fixture *fx = *state;
+    struct spool_test *fx = *state;
     struct commit_result res = { 0, -1, NULL };
     char id[SPOOL_QUEUE_ID_MAX + 1], path[256], buf[64];
     char *big = make_content(200000, 5);
@@ -590,7 +564,7 @@ static void test_rewrite(void **state)
 
 static void test_abort(void **state)
 {
-    struct fixture *fx = *state;
+    struct spool_test *fx = *state;
     char id[SPOOL_QUEUE_ID_MAX + 1], path[256];
     struct spool_msg *msg;
 
@@ -617,7 +591,7 @@ static void test_abort(void **state)
 
 static void test_close_drains(void **state)
 {
-    struct fixture *fx = *state;
+    struct spool_test *fx = *state;
     struct commit_result res[5];
     struct spool_envelope env;
     struct spool_rcpt rcpt;
@@ -664,7 +638,7 @@ static void write_spool_file(const char *path, uint64_t clen, uint64_t eoff, con
     write_file(path, buf, SPOOL_HEADER_LEN + 4 + strlen(tail));
 }
 
-static void check_read(const struct fixture *fx, const char *id, int expect)
+static void check_read(const struct spool_test *fx, const char *id, int expect)
 {
     struct spool_envelope *env = NULL;
     uint64_t off = 0, len = 0;
@@ -677,7 +651,7 @@ static void check_read(const struct fixture *fx, const char *id, int expect)
 }
 
 /* Leaves one committed message, then plants a file of every kind. */
-static void plant_recover_files(struct fixture *fx)
+static void plant_recover_files(struct spool_test *fx)
 {
     const uint64_t eoff = SPOOL_HEADER_LEN + 4;
     const char *garbage = "garbage garbage garbage garbage garbage garbage garbage garbage "
@@ -712,7 +686,7 @@ static void plant_recover_files(struct fixture *fx)
 
 static void test_recover(void **state)
 {
-    struct fixture *fx = *state;
+    struct spool_test *fx = *state;
     char path[256], error[256];
 
     plant_recover_files(fx);
@@ -748,7 +722,7 @@ static void test_recover(void **state)
  * moved aside. */
 static void test_recover_hold(void **state)
 {
-    struct fixture *fx = *state;
+    struct spool_test *fx = *state;
     const uint64_t eoff = SPOOL_HEADER_LEN + 4;
     char path[256], error[256];
     char id[SPOOL_QUEUE_ID_MAX + 1];
@@ -788,14 +762,14 @@ static void test_recover_hold(void **state)
     assert_int_equal(spool_recover(fx->spool_dir, error, sizeof(error)), 0);
 }
 
-static void assert_spool_empty(const struct fixture *fx)
+static void assert_spool_empty(const struct spool_test *fx)
 {
     assert_int_equal(count_files(fx->spool_dir, "tmp"), 0);
     assert_int_equal(count_files(fx->spool_dir, "queue"), 0);
 }
 
 /* Fails while writing (a flush): sticky, then the commit fails too. */
-static void disk_full_while_writing(struct fixture *fx, const char *content)
+static void disk_full_while_writing(struct spool_test *fx, const char *content)
 {
     struct commit_result res = { 0, -1, NULL };
     char id[SPOOL_QUEUE_ID_MAX + 1];
@@ -822,7 +796,7 @@ static void disk_full_while_writing(struct fixture *fx, const char *content)
 }
 
 /* Fails at commit: the content was still in the buffer. */
-static void disk_full_at_commit(struct fixture *fx, const char *content)
+static void disk_full_at_commit(struct spool_test *fx, const char *content)
 {
     struct commit_result res = { 0, -1, NULL };
     char id[SPOOL_QUEUE_ID_MAX + 1], path[256];
@@ -853,7 +827,7 @@ static void disk_full_at_commit(struct fixture *fx, const char *content)
  * fails with ENOSPC, stickily, and leaves nothing behind. */
 static void test_disk_full(void **state)
 {
-    struct fixture *fx = *state;
+    struct spool_test *fx = *state;
     char error[256], *content;
 
     spool_close(&fx->spool);
@@ -888,7 +862,7 @@ static struct stat stat_of(const char *path)
  * clean abort feeds the pool; the start-up scan empties it. */
 static void test_pool_reuse(void **state)
 {
-    struct fixture *fx = *state;
+    struct spool_test *fx = *state;
     char old_id[SPOOL_QUEUE_ID_MAX + 1], id[SPOOL_QUEUE_ID_MAX + 1], path[256], error[256];
     struct spool *other = NULL;
     struct spool_msg *msg;
@@ -931,7 +905,7 @@ static void test_pool_reuse(void **state)
 /* The pool never holds more than SPOOL_POOL_MAX files: the rest are unlinked. */
 static void test_pool_cap(void **state)
 {
-    struct fixture *fx = *state;
+    struct spool_test *fx = *state;
     char name[32], path[256];
 
     for (int i = 0; i < SPOOL_POOL_MAX + 10; i++) {
@@ -950,7 +924,7 @@ static void test_pool_cap(void **state)
 
 static void test_queue_ids(void **state)
 {
-    struct fixture *fx = *state;
+    struct spool_test *fx = *state;
     enum { N = 100000, W = 21 };
     char(*ids)[W] = malloc((size_t)N * W);
 
