@@ -156,7 +156,6 @@ static unsigned count_files(struct spool_pool *pool)
         if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
             n++;
     }
-    pool->left = 0; /* the listing moved: the next take reads it again */
     return n;
 }
 
