@@ -298,6 +298,10 @@ static SPF_errcode_t layer_get_spf(SPF_server_t *server, SPF_request_t *req, SPF
  * space in a macro string wrongly (the rest comes out verbatim, its spaces
  * as '%', its macros unexpanded); "%_" is the same space (§7.1) and
  * compiles right. NULL when out of memory. */
+/* the longest exp= text used: escaped it is at most twice as long, which
+ * keeps its compiled form well inside libspf2's SPF_MAX_MOD_LEN (511) */
+#define SPF_EXP_TEXT_MAX 100
+
 static char *spaces_escaped(const char *text)
 {
     size_t n = strlen(text), spaces = 0, o = 0;
@@ -370,7 +374,11 @@ static SPF_errcode_t layer_get_exp(SPF_server_t *server, const char *domain, cha
         return SPF_E_NO_MEMORY;
     snprintf(name, sizeof(name), "%s", domain);
     rr = SPF_dns_lookup(server->resolver, name, ns_t_txt, 1);
-    if (rr->herrno == NETDB_SUCCESS && rr->num_rr == 1)
+    /* a longer one gets the default: libspf2 1.2.10 compiles a macro string
+     * into a stack buffer of SPF_MAX_MOD_LEN octets without checking (found
+     * by fuzz-spf-record), and an explanation is one reply line for people */
+    if (rr->herrno == NETDB_SUCCESS && rr->num_rr == 1 &&
+        strlen(rr->rr[0]->txt) <= SPF_EXP_TEXT_MAX)
         text = spaces_escaped(rr->rr[0]->txt);
     if (text != NULL && SPF_record_compile_macro(server, scratch, &macro, text) == SPF_E_SUCCESS)
         err = expand_macro(server, ev->request, scratch, macro, bufp, buflenp);
